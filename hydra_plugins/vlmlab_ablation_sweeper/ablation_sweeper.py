@@ -1,0 +1,62 @@
+"""AblationSweeper: one job per (arm, seed) of `ablations/<axis>.yaml`, skipping runs whose record says done.
+
+The jobs go to whatever launcher Hydra is configured with: the basic in-process launcher by default (the
+imports are paid once per sweep), joblib, or submitit for SLURM.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from hydra.core.plugins import Plugins
+from hydra.plugins.sweeper import Sweeper
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, OmegaConf
+
+from vlmlab.results.records import is_done, write_plan
+from vlmlab.sweep.ablation import load_ablation
+from vlmlab.sweep.plan import plan_sweep
+
+log = logging.getLogger(__name__)
+
+
+class AblationSweeper(Sweeper):
+    """Plans the ablation (refusing bad arms before any training), writes its plan.json, launches what is missing."""
+
+    def __init__(self, axis: str) -> None:
+        self.axis = axis
+        self.config: DictConfig | None = None
+        self.launcher = None
+        self.hydra_context: HydraContext | None = None
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        self.config = config
+        self.hydra_context = hydra_context
+        self.launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=hydra_context, task_function=task_function, config=config
+        )
+
+    def sweep(self, arguments: list[str]) -> Any:
+        assert self.config is not None and self.hydra_context is not None and self.launcher is not None
+        paths = self.config.paths
+        spec = load_ablation(paths.ablations_dir, self.axis)
+        loader = self.hydra_context.config_loader
+
+        def compose(overrides: list[str]) -> DictConfig:
+            return loader.load_sweep_config(self.config, overrides)
+
+        jobs = plan_sweep(spec, compose, tuple(arguments))
+        results = Path(paths.results_dir)
+        write_plan(results, spec.name, spec.meta(), [
+            {"run_id": job.run_id, "arm": job.run.arm, "seed": job.run.seed} for job in jobs
+        ])
+        todo = [job for job in jobs if not is_done(results, spec.name, job.run.arm, job.run_id)]
+        log.info("ablation %s: %d runs planned, %d done, %d to train", spec.name, len(jobs), len(jobs) - len(todo), len(todo))
+        sweep_dir = Path(self.config.hydra.sweep.dir)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        if not todo:
+            return []
+        return self.launcher.launch([list(job.run.overrides) for job in todo], initial_job_idx=0)

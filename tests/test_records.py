@@ -1,0 +1,200 @@
+"""Tests of the run record store: atomic writes, strict reads, plans and loading an axis."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from vlmlab.results import records
+from vlmlab.results.records import (
+    RecordError,
+    is_done,
+    load_axis,
+    read_plan,
+    read_record,
+    record_path,
+    write_plan,
+    write_record,
+)
+
+AXIS = "connector"
+ARMS = ["perceiver", "linear"]
+SEEDS = [0, 1]
+
+
+def run_id(arm: str, seed: int) -> str:
+    """A stable 12-hex id per (arm, seed), like the sweep's config hash."""
+    return hashlib.sha256(f"{arm}/{seed}".encode()).hexdigest()[:12]
+
+
+def make_record(arm: str, seed: int, status: str = "done", **metrics: float) -> dict[str, Any]:
+    """A schema-1 record of one run."""
+    return {
+        "schema_version": 1,
+        "run_id": run_id(arm, seed),
+        "ablation": {"name": AXIS, "arm": arm},
+        "seed": seed,
+        "status": status,
+        "config": {"model": {"connector": arm}, "seed": seed},
+        "metrics": dict(metrics) if status == "done" else {},
+        "cost": {"params_total": 1000, "params_trainable": 10, "visual_tokens_per_image": 64,
+                 "train_seconds": 1.5, "eval_seconds": 0.5, "train_samples_per_second": 2.0},
+        "provenance": {"git_commit": None, "git_dirty": None, "packages": {}, "python": "3.11",
+                       "platform": "test", "command": "pytest"},
+        "error": None if status == "done" else {"type": "RuntimeError", "message": "boom",
+                                                "traceback": ""},
+    }
+
+
+def make_plan(tmp_path: Path) -> list[dict[str, Any]]:
+    """Write the plan of a 2-arm x 2-seed ablation; return its runs."""
+    ablation = {"name": AXIS, "question": "Which connector?", "paper_table": "Table 11",
+                "control": "perceiver", "arms": ARMS, "metrics": ["vqa"], "seeds": SEEDS}
+    runs = [{"run_id": run_id(a, s), "arm": a, "seed": s} for a in ARMS for s in SEEDS]
+    write_plan(tmp_path, AXIS, ablation, runs)
+    return runs
+
+
+def leftovers(directory: Path) -> list[str]:
+    """Names of temp files left in `directory`."""
+    return sorted(p.name for p in directory.iterdir() if p.name.endswith(".tmp"))
+
+
+def test_round_trip_and_layout(tmp_path: Path) -> None:
+    record = make_record("perceiver", 0, vqa=61.25)
+    path = write_record(tmp_path, record)
+    assert path == tmp_path / "runs" / AXIS / "perceiver" / f"{run_id('perceiver', 0)}.json"
+    assert path == record_path(tmp_path, AXIS, "perceiver", run_id("perceiver", 0))
+    assert read_record(path) == record
+    text = path.read_text()
+    assert text == json.dumps(record, sort_keys=True, indent=2) + "\n"
+    assert leftovers(path.parent) == []
+
+
+def test_unserialisable_write_keeps_previous_file(tmp_path: Path) -> None:
+    path = write_record(tmp_path, make_record("perceiver", 0, vqa=61.0))
+    before = path.read_bytes()
+    bad = make_record("perceiver", 0, vqa=62.0)
+    bad["config"]["callback"] = object()
+    with pytest.raises(RecordError, match="not JSON-serialisable"):
+        write_record(tmp_path, bad)
+    assert path.read_bytes() == before
+    assert leftovers(path.parent) == []
+
+
+def test_failure_during_write_leaves_no_temp_file(tmp_path: Path, monkeypatch) -> None:
+    path = write_record(tmp_path, make_record("perceiver", 0, vqa=61.0))
+    before = path.read_bytes()
+
+    def fail(*args: Any) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(records.os, "replace", fail)
+    with pytest.raises(OSError, match="disk full"):
+        write_record(tmp_path, make_record("perceiver", 0, vqa=99.0))
+    assert path.read_bytes() == before
+    assert leftovers(path.parent) == []
+
+
+@pytest.mark.parametrize("key", ["metrics", "status", "run_id", "provenance"])
+def test_missing_key_is_named(tmp_path: Path, key: str) -> None:
+    record = make_record("perceiver", 0, vqa=61.0)
+    del record[key]
+    with pytest.raises(RecordError, match=f"missing required key '{key}'"):
+        write_record(tmp_path, record)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_missing_nested_key_and_bad_status(tmp_path: Path) -> None:
+    record = make_record("perceiver", 0, vqa=61.0)
+    del record["ablation"]["arm"]
+    with pytest.raises(RecordError, match="'ablation.arm'"):
+        write_record(tmp_path, record)
+    with pytest.raises(RecordError, match="status 'finished'"):
+        write_record(tmp_path, make_record("perceiver", 0, status="finished"))
+
+
+def test_unsafe_names_are_refused(tmp_path: Path) -> None:
+    record = make_record("perceiver", 0, vqa=61.0)
+    record["ablation"]["arm"] = "../escape"
+    with pytest.raises(RecordError, match="arm"):
+        write_record(tmp_path, record)
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [("{not json", "invalid JSON"), ("[1, 2]", "expected a JSON object"),
+     ('{"schema_version": 2}', "schema_version is 2")],
+)
+def test_bad_file_names_path(tmp_path: Path, content: str, problem: str) -> None:
+    path = tmp_path / "broken.json"
+    path.write_text(content)
+    with pytest.raises(RecordError) as info:
+        read_record(path)
+    assert str(path) in str(info.value) and problem in str(info.value)
+
+
+def test_is_done(tmp_path: Path) -> None:
+    write_record(tmp_path, make_record("perceiver", 0, vqa=61.0))
+    write_record(tmp_path, make_record("perceiver", 1, status="failed"))
+    assert is_done(tmp_path, AXIS, "perceiver", run_id("perceiver", 0))
+    assert not is_done(tmp_path, AXIS, "perceiver", run_id("perceiver", 1))
+    assert not is_done(tmp_path, AXIS, "linear", run_id("linear", 0))
+    record_path(tmp_path, AXIS, "perceiver", run_id("perceiver", 0)).write_text("{")
+    assert not is_done(tmp_path, AXIS, "perceiver", run_id("perceiver", 0))
+
+
+def test_plan_round_trip_and_checks(tmp_path: Path) -> None:
+    runs = make_plan(tmp_path)
+    plan = read_plan(tmp_path, AXIS)
+    assert plan["schema_version"] == 1 and plan["runs"] == runs
+    ablation = dict(plan["ablation"], control="mlp")
+    with pytest.raises(RecordError, match="control 'mlp'"):
+        write_plan(tmp_path, AXIS, ablation, runs)
+    with pytest.raises(RecordError, match="planned twice"):
+        write_plan(tmp_path, AXIS, plan["ablation"], runs + runs[:1])
+    assert read_plan(tmp_path, AXIS) == plan
+
+
+def test_load_axis(tmp_path: Path) -> None:
+    runs = make_plan(tmp_path)
+    write_record(tmp_path, make_record("perceiver", 0, vqa=61.0))
+    write_record(tmp_path, make_record("perceiver", 1, status="failed"))
+    broken = record_path(tmp_path, AXIS, "linear", run_id("linear", 0))
+    broken.parent.mkdir(parents=True)
+    broken.write_text("{oops")
+    for seed in (7, 8, 9):  # records of an older plan
+        write_record(tmp_path, make_record("linear", seed, vqa=1.0))
+
+    plan, loaded, warnings = load_axis(tmp_path, AXIS)
+    assert [(r["run_id"], r["status"]) for r in loaded] == [
+        (runs[0]["run_id"], "done"), (runs[1]["run_id"], "failed"),
+        (runs[2]["run_id"], "missing"), (runs[3]["run_id"], "missing"),
+    ]
+    assert plan["ablation"]["control"] == "perceiver"
+    assert "3 records not in plan.json ignored" in warnings
+    unreadable = [w for w in warnings if "unreadable" in w]
+    assert len(unreadable) == 1 and f"linear/{run_id('linear', 0)}.json" in unreadable[0]
+    assert len(warnings) == 2
+
+
+def test_record_for_another_run_is_not_trusted(tmp_path: Path) -> None:
+    make_plan(tmp_path)
+    record = make_record("perceiver", 0, vqa=61.0)
+    record["seed"] = 5  # same file name, different run: e.g. copied by hand
+    path = record_path(tmp_path, AXIS, "perceiver", run_id("perceiver", 0))
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(record))
+    _, loaded, warnings = load_axis(tmp_path, AXIS)
+    assert loaded[0]["status"] == "missing"
+    assert any("plan says" in w for w in warnings)
+
+
+def test_written_files_are_readable_by_others(tmp_path: Path) -> None:
+    path = write_record(tmp_path, make_record("perceiver", 0, vqa=61.0))
+    assert os.stat(path).st_mode & 0o777 == 0o644

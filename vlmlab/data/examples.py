@@ -1,0 +1,26 @@
+"""Turn a dataset split into in-memory examples with images already at the model's resolution."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import datasets
+
+from vlmlab.data.collate import Example
+from vlmlab.data.images import SquareResize
+
+
+def split_examples(split: datasets.Dataset, images: SquareResize, tasks: Sequence[str] | None = None) -> list[Example]:
+    """Examples of `split` (only `tasks` if given), decoding each distinct image once."""
+    raw = split.cast_column("image", datasets.Image(decode=False))
+    columns = raw.select_columns(["image_id", "task", "prompt", "answer"]).to_dict()
+    pixels: dict[str, object] = {}
+    keep = set(tasks) if tasks is not None else None
+    examples = []
+    for i, image_id in enumerate(columns["image_id"]):
+        if keep is not None and columns["task"][i] not in keep:
+            continue
+        if image_id not in pixels:
+            pixels[image_id] = images.to_uint8(raw[i]["image"])
+        examples.append(Example(pixels[image_id], columns["task"][i], columns["prompt"][i], columns["answer"][i]))
+    return examples

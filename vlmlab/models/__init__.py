@@ -1,0 +1,1 @@
+"""Models: vision towers, connectors, language models and the assembled vision-language model."""

@@ -1,0 +1,136 @@
+"""Connectors (modality projectors): map vision patch features into the language model's embedding space.
+
+Each connector decides how many visual tokens an image costs in the language model's sequence;
+`num_tokens` derives that number from the patch count so it is never typed twice.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+
+import torch
+from torch import nn
+
+from vlmlab.errors import ConfigError
+
+
+class Connector(nn.Module, ABC):
+    """Patch features [B, P, vision_dim] -> visual tokens [B, num_tokens(P), lm_dim]."""
+
+    def __init__(self, vision_dim: int, lm_dim: int) -> None:
+        super().__init__()
+        self.vision_dim = vision_dim
+        self.lm_dim = lm_dim
+
+    @abstractmethod
+    def num_tokens(self, num_patches: int) -> int:
+        """Visual tokens per image for an image of `num_patches` patches."""
+
+    @abstractmethod
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """Visual tokens for a batch of patch features."""
+
+
+class LinearProjector(Connector):
+    """One linear layer per patch: the paper's "linear projection" (Table 11)."""
+
+    def __init__(self, vision_dim: int, lm_dim: int) -> None:
+        super().__init__(vision_dim, lm_dim)
+        self.proj = nn.Linear(vision_dim, lm_dim)
+
+    def num_tokens(self, num_patches: int) -> int:
+        return num_patches
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.proj(features)
+
+
+class MLPProjector(Connector):
+    """A 2-layer GELU MLP per patch: the paper's "mapping network" (Table 11), LLaVA-1.5's projector."""
+
+    def __init__(self, vision_dim: int, lm_dim: int, hidden_dim: int | None = None) -> None:
+        super().__init__(vision_dim, lm_dim)
+        hidden_dim = hidden_dim or lm_dim
+        if hidden_dim <= 0:
+            raise ConfigError("hidden_dim", f"must be positive, got {hidden_dim}")
+        self.net = nn.Sequential(nn.Linear(vision_dim, hidden_dim), nn.GELU(), nn.Linear(hidden_dim, lm_dim))
+
+    def num_tokens(self, num_patches: int) -> int:
+        return num_patches
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.net(features)
+
+
+class _ResamplerLayer(nn.Module):
+    """Latents attend to [patches; latents] (Flamingo/Idefics2 style), then a residual MLP."""
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: int) -> None:
+        super().__init__()
+        self.norm_latents = nn.LayerNorm(dim)
+        self.norm_context = nn.LayerNorm(dim)
+        self.attn = nn.MultiheadAttention(dim, heads, batch_first=True)
+        self.norm_mlp = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, mlp_ratio * dim), nn.GELU(), nn.Linear(mlp_ratio * dim, dim))
+
+    def forward(self, latents: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        q = self.norm_latents(latents)
+        kv = torch.cat([self.norm_context(context), q], dim=1)
+        latents = latents + self.attn(q, kv, kv, need_weights=False)[0]
+        return latents + self.mlp(self.norm_mlp(latents))
+
+
+class PerceiverResampler(Connector):
+    """A fixed number of learned latents that cross-attend to the patches: the paper's learned pooling."""
+
+    def __init__(
+        self, vision_dim: int, lm_dim: int, num_latents: int = 64, depth: int = 3, heads: int = 4, mlp_ratio: int = 4
+    ) -> None:
+        super().__init__(vision_dim, lm_dim)
+        for key, value in (("num_latents", num_latents), ("depth", depth), ("heads", heads), ("mlp_ratio", mlp_ratio)):
+            if value <= 0:
+                raise ConfigError(key, f"must be positive, got {value}")
+        if lm_dim % heads:
+            raise ConfigError("heads", f"{heads} heads do not divide the language model width {lm_dim}")
+        self.num_latents = num_latents
+        self.proj = nn.Linear(vision_dim, lm_dim)
+        self.latents = nn.Parameter(torch.randn(num_latents, lm_dim) * 0.02)
+        self.layers = nn.ModuleList(_ResamplerLayer(lm_dim, heads, mlp_ratio) for _ in range(depth))
+        self.norm = nn.LayerNorm(lm_dim)
+
+    def num_tokens(self, num_patches: int) -> int:
+        return self.num_latents
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        context = self.proj(features)
+        latents = self.latents.unsqueeze(0).expand(features.shape[0], -1, -1)
+        for layer in self.layers:
+            latents = layer(latents, context)
+        return self.norm(latents)
+
+
+class PixelShuffleProjector(Connector):
+    """Space-to-depth: each factor x factor block of patches becomes one token (Idefics3/SmolVLM), then a linear map."""
+
+    def __init__(self, vision_dim: int, lm_dim: int, factor: int = 2) -> None:
+        super().__init__(vision_dim, lm_dim)
+        if factor <= 0:
+            raise ConfigError("factor", f"must be positive, got {factor}")
+        self.factor = factor
+        self.proj = nn.Linear(vision_dim * factor * factor, lm_dim)
+
+    def num_tokens(self, num_patches: int) -> int:
+        side = math.isqrt(num_patches)
+        if side * side != num_patches or side % self.factor:
+            raise ConfigError(
+                "factor", f"a {side}x{side} patch grid cannot be shuffled by a factor of {self.factor}"
+            )
+        return num_patches // (self.factor * self.factor)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        batch, num_patches, dim = features.shape
+        side, f = math.isqrt(num_patches), self.factor
+        grid = features.view(batch, side // f, f, side // f, f, dim)
+        blocks = grid.permute(0, 1, 3, 2, 4, 5).reshape(batch, (side // f) ** 2, f * f * dim)
+        return self.proj(blocks)

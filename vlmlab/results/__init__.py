@@ -1,0 +1,39 @@
+"""Results: the per-run record store and the paper-style tables aggregated from it.
+
+``records`` writes and reads one JSON record per run (atomically) and the plan of each ablation;
+``tables`` turns the records of an axis into one row per arm (mean ± std over seeds, delta to the
+control, costs) and writes ``tables/<axis>.md`` and ``.csv``; ``render`` formats them.
+"""
+
+from vlmlab.results.records import (
+    SCHEMA_VERSION,
+    RecordError,
+    atomic_write_text,
+    is_done,
+    load_axis,
+    plan_path,
+    read_plan,
+    read_record,
+    record_path,
+    write_plan,
+    write_record,
+)
+from vlmlab.results.tables import render_csv, render_markdown, summarise, write_tables
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "RecordError",
+    "atomic_write_text",
+    "is_done",
+    "load_axis",
+    "plan_path",
+    "read_plan",
+    "read_record",
+    "record_path",
+    "render_csv",
+    "render_markdown",
+    "summarise",
+    "write_plan",
+    "write_record",
+    "write_tables",
+]

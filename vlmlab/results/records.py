@@ -1,0 +1,266 @@
+"""The run record store: one JSON file per run, written atomically, read back with checks.
+
+Layout under a ``results_dir``::
+
+    runs/<axis>/plan.json                 the current plan of the ablation (written by the sweep)
+    runs/<axis>/<arm>/<run_id>.json       one record per run, never edited in place
+
+A record is the only trace a run leaves, so writes go to a temp file in the same directory and
+are renamed over the target: a reader (or a killed sweep) sees the old file or the new one, never
+half of one. Reads are strict and name the file at fault, because a silently skipped record would
+make a table quietly wrong.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+# "diverged" comes from the design: a run whose loss blew up gets a record like a failure.
+STATUSES = ("done", "failed", "diverged")
+RECORD_KEYS = (
+    "schema_version", "run_id", "ablation", "seed", "status",
+    "config", "metrics", "cost", "provenance", "error",
+)
+PLAN_ABLATION_KEYS = ("name", "question", "paper_table", "control", "arms", "metrics", "seeds")
+PLAN_RUN_KEYS = ("run_id", "arm", "seed")
+
+StrPath = str | os.PathLike[str]
+
+
+class RecordError(ValueError):
+    """A record or plan that cannot be written or read; the message names the file and the problem."""
+
+
+def record_path(results_dir: StrPath, axis: str, arm: str, run_id: str) -> Path:
+    """Path of the record of run `run_id` of `arm` in ablation `axis`."""
+    for what, part in (("axis", axis), ("arm", arm), ("run_id", run_id)):
+        _check_path_part(what, part)
+    return Path(results_dir) / "runs" / axis / arm / f"{run_id}.json"
+
+
+def plan_path(results_dir: StrPath, axis: str) -> Path:
+    """Path of the plan of ablation `axis`."""
+    _check_path_part("axis", axis)
+    return Path(results_dir) / "runs" / axis / "plan.json"
+
+
+def atomic_write_text(path: StrPath, text: str) -> Path:
+    """Write `text` (UTF-8, "\\n" line ends) to `path` atomically, creating parent directories."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # The temp file starts with "." and ends in ".tmp" so that no "*.json" glob ever picks it up.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        # mkstemp creates 0600; records are shared and committed, so make them world-readable.
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def write_record(results_dir: StrPath, record: dict[str, Any]) -> Path:
+    """Check `record` and write it atomically to its place under `results_dir`."""
+    _check_record(record, _where(results_dir, record))
+    path = record_path(
+        results_dir, record["ablation"]["name"], record["ablation"]["arm"], record["run_id"]
+    )
+    return atomic_write_text(path, _to_json(record, path))
+
+
+def _where(results_dir: StrPath, record: Any) -> str:
+    """The best name for a record about to be written: its path if it can be known, else its id."""
+    try:
+        ablation = record["ablation"]
+        return str(record_path(results_dir, ablation["name"], ablation["arm"], record["run_id"]))
+    except (KeyError, TypeError, RecordError):
+        run_id = record.get("run_id", "<no run_id>") if isinstance(record, dict) else "?"
+        return f"record {run_id} under {results_dir}"
+
+
+def read_record(path: StrPath) -> dict[str, Any]:
+    """Read and check one record; RecordError naming `path` if it is not a valid record."""
+    record = _read_json_object(path)
+    _check_record(record, str(path))
+    return record
+
+
+def is_done(results_dir: StrPath, axis: str, arm: str, run_id: str) -> bool:
+    """Whether the run has a readable record whose status is "done"."""
+    try:
+        return read_record(record_path(results_dir, axis, arm, run_id))["status"] == "done"
+    except (OSError, RecordError):
+        return False
+
+
+def write_plan(
+    results_dir: StrPath, axis: str, ablation: dict[str, Any], runs: list[dict[str, Any]]
+) -> Path:
+    """Check the plan of ablation `axis` and write it atomically to runs/<axis>/plan.json."""
+    path = plan_path(results_dir, axis)
+    plan = {"schema_version": SCHEMA_VERSION, "ablation": ablation, "runs": runs}
+    _check_plan(plan, axis, str(path))
+    return atomic_write_text(path, _to_json(plan, path))
+
+
+def read_plan(results_dir: StrPath, axis: str) -> dict[str, Any]:
+    """Read and check the plan of ablation `axis`."""
+    path = plan_path(results_dir, axis)
+    plan = _read_json_object(path)
+    _check_plan(plan, axis, str(path))
+    return plan
+
+
+def load_axis(
+    results_dir: StrPath, axis: str
+) -> tuple[dict[str, Any], list[dict[str, Any]], list[str]]:
+    """The plan of `axis`, one record (or a "missing" stand-in) per planned run, and warnings."""
+    root = Path(results_dir)
+    plan = read_plan(root, axis)
+    warnings: list[str] = []
+    runs: list[dict[str, Any]] = []
+    planned: set[Path] = set()
+    for run in plan["runs"]:
+        path = record_path(root, axis, run["arm"], run["run_id"])
+        planned.add(path)
+        record, problem = _planned_record(path, axis, run)
+        if problem:
+            warnings.append(f"{path.relative_to(root).as_posix()}: {problem}; treated as missing")
+        runs.append(record if record is not None else missing_record(axis, run))
+    stale = [p for p in (root / "runs" / axis).glob("*/*.json") if p not in planned]
+    if stale:
+        warnings.append(f"{len(stale)} records not in plan.json ignored")
+    # Warnings follow the files, not the order the plan happens to list its runs in.
+    return plan, runs, sorted(warnings)
+
+
+def missing_record(axis: str, run: dict[str, Any]) -> dict[str, Any]:
+    """A stand-in record for a planned run that has no record yet."""
+    return {
+        "schema_version": SCHEMA_VERSION, "run_id": run["run_id"],
+        "ablation": {"name": axis, "arm": run["arm"]}, "seed": run["seed"], "status": "missing",
+        "config": {}, "metrics": {}, "cost": {}, "provenance": {}, "error": None,
+    }
+
+
+def run_sort_key(run: dict[str, Any]) -> tuple[bool, int, str, str]:
+    """Order of runs within an arm: integer seeds numerically, then anything else, then run_id."""
+    seed = run.get("seed")
+    is_int = isinstance(seed, int) and not isinstance(seed, bool)
+    return not is_int, seed if is_int else 0, str(seed), str(run.get("run_id"))
+
+
+def _planned_record(
+    path: Path, axis: str, run: dict[str, Any]
+) -> tuple[dict[str, Any] | None, str | None]:
+    """The record of one planned run and, when it cannot be used, why."""
+    if not path.exists():
+        return None, None
+    try:
+        record = read_record(path)
+    except (OSError, RecordError) as exc:
+        return None, f"unreadable ({_problem_only(exc, path)})"
+    claimed = (record["ablation"]["name"], record["ablation"]["arm"], record["run_id"], record["seed"])
+    expected = (axis, run["arm"], run["run_id"], run["seed"])
+    if claimed != expected:
+        return None, f"record says (axis, arm, run_id, seed) = {claimed}, plan says {expected}"
+    return record, None
+
+
+def _problem_only(exc: Exception, path: Path) -> str:
+    """The message of `exc` without the path it starts with (the warning names the file already)."""
+    text = str(exc)
+    prefix = f"{path}: "
+    return text[len(prefix):] if text.startswith(prefix) else text
+
+
+def _to_json(obj: dict[str, Any], path: Path) -> str:
+    """Canonical JSON text of `obj`: sorted keys, so the same content gives the same bytes."""
+    try:
+        return json.dumps(obj, sort_keys=True, indent=2) + "\n"
+    except (TypeError, ValueError) as exc:
+        raise RecordError(f"{path}: not JSON-serialisable: {exc}") from exc
+
+
+def _read_json_object(path: StrPath) -> dict[str, Any]:
+    """Parse `path` as a JSON object with the current schema version."""
+    try:
+        obj = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RecordError(f"{path}: invalid JSON: {exc}") from exc
+    if not isinstance(obj, dict):
+        raise RecordError(f"{path}: expected a JSON object, got {type(obj).__name__}")
+    if obj.get("schema_version") != SCHEMA_VERSION:
+        raise RecordError(
+            f"{path}: schema_version is {obj.get('schema_version')!r}, expected {SCHEMA_VERSION}"
+        )
+    return obj
+
+
+def _check_record(record: Any, where: str) -> None:
+    """Raise RecordError unless `record` has every key, a known status and a usable identity."""
+    if not isinstance(record, dict):
+        raise RecordError(f"{where}: expected a dict, got {type(record).__name__}")
+    _require(record, RECORD_KEYS, where, "")
+    if record["schema_version"] != SCHEMA_VERSION:
+        raise RecordError(f"{where}: schema_version must be {SCHEMA_VERSION}")
+    if record["status"] not in STATUSES:
+        raise RecordError(f"{where}: status {record['status']!r} is not one of {STATUSES}")
+    if not isinstance(record["ablation"], dict):
+        raise RecordError(f"{where}: ablation must be an object with name and arm")
+    _require(record["ablation"], ("name", "arm"), where, "ablation.")
+    if not isinstance(record["metrics"], dict):
+        raise RecordError(f"{where}: metrics must be an object of task -> score")
+
+
+def _check_plan(plan: Any, axis: str, where: str) -> None:
+    """Raise RecordError unless `plan` is a consistent plan of ablation `axis`."""
+    _require(plan, ("schema_version", "ablation", "runs"), where, "")
+    ablation = plan["ablation"]
+    if not isinstance(ablation, dict):
+        raise RecordError(f"{where}: ablation must be an object")
+    _require(ablation, PLAN_ABLATION_KEYS, where, "ablation.")
+    if ablation["name"] != axis:
+        raise RecordError(f"{where}: ablation.name is {ablation['name']!r}, expected {axis!r}")
+    arms, metrics = list(ablation["arms"]), list(ablation["metrics"])
+    if ablation["control"] not in arms:
+        raise RecordError(f"{where}: ablation.control {ablation['control']!r} is not in arms {arms}")
+    # Metric names become CSV column prefixes; a duplicate or "avg" would collide there.
+    if len(set(metrics)) != len(metrics) or "avg" in metrics or len(set(arms)) != len(arms):
+        raise RecordError(f"{where}: arms and metrics must be unique, and no metric may be 'avg'")
+    seen: set[str] = set()
+    for i, run in enumerate(plan["runs"]):
+        _require(run, PLAN_RUN_KEYS, where, f"runs[{i}].")
+        if run["arm"] not in arms:
+            raise RecordError(f"{where}: runs[{i}].arm {run['arm']!r} is not in arms {arms}")
+        if run["run_id"] in seen:
+            raise RecordError(f"{where}: runs[{i}].run_id {run['run_id']!r} is planned twice")
+        seen.add(run["run_id"])
+
+
+def _require(obj: Any, keys: tuple[str, ...], where: str, prefix: str) -> None:
+    """Raise RecordError naming the first of `keys` missing from `obj`."""
+    if not isinstance(obj, dict):
+        raise RecordError(f"{where}: {prefix.rstrip('.') or 'value'} must be an object")
+    for key in keys:
+        if key not in obj:
+            raise RecordError(f"{where}: missing required key '{prefix}{key}'")
+
+
+def _check_path_part(what: str, part: str) -> None:
+    """Refuse names that would escape or alias their directory when used as a path component."""
+    if not isinstance(part, str) or part in ("", ".", "..") or "/" in part or "\\" in part:
+        raise RecordError(f"{what} {part!r} cannot be used as a file or directory name")

@@ -1,0 +1,36 @@
+"""Run identity: a short hash of the resolved config minus the keys that do not change the result."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+# Where outputs go, how they are logged and labelled, and loader parallelism do not change what a run learns.
+NON_SCIENCE_KEYS = (
+    "hydra", "paths", "logger", "ablation", "checkpoint_every_n_steps",
+    "data.num_workers", "trainer.devices", "trainer.log_every_n_steps",
+    "trainer.enable_progress_bar", "trainer.enable_model_summary",
+)
+
+
+def science_config(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved config as plain data, without NON_SCIENCE_KEYS."""
+    # The hydra node (present at planning time, not in a job) holds job-time interpolations: drop it unresolved.
+    data = OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True)
+    for dotted in NON_SCIENCE_KEYS:
+        *parents, leaf = dotted.split(".")
+        node = data
+        for key in parents:
+            node = node.get(key, {}) if isinstance(node, dict) else {}
+        if isinstance(node, dict):
+            node.pop(leaf, None)
+    return data
+
+
+def run_id(cfg: DictConfig) -> str:
+    """12 hex characters identifying the run's science: same config, same id, wherever it runs."""
+    payload = json.dumps(science_config(cfg), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(payload.encode()).hexdigest()[:12]

@@ -1,0 +1,54 @@
+"""The task function Hydra launches: one (arm, seed) run, its record written atomically whatever happens."""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from vlmlab.results.records import SCHEMA_VERSION, is_done, write_record
+from vlmlab.sweep.identity import run_id
+from vlmlab.sweep.provenance import provenance
+
+log = logging.getLogger(__name__)
+
+
+def run_job(cfg: DictConfig) -> str:
+    """Train and evaluate one run unless its record says done; returns the run's status."""
+    rid = run_id(cfg)
+    axis, arm, results = cfg.ablation.name, cfg.ablation.arm, Path(cfg.paths.results_dir)
+    if is_done(results, axis, arm, rid):
+        log.info("%s/%s seed %s (%s): done already, skipped", axis, arm, cfg.seed, rid)
+        return "skipped"
+    log.info("%s/%s seed %s (%s): training", axis, arm, cfg.seed, rid)
+    record = {
+        "schema_version": SCHEMA_VERSION, "run_id": rid, "ablation": {"name": axis, "arm": arm}, "seed": cfg.seed,
+        "config": OmegaConf.to_container(cfg, resolve=True), "metrics": {}, "cost": {}, "error": None,
+    }
+    try:
+        from vlmlab.train.run import train_and_evaluate  # the heavy imports happen once, inside the first job
+
+        outcome = train_and_evaluate(cfg, Path(cfg.paths.output_dir) / "runs" / axis / rid, rid)
+        record.update(status="done", metrics=outcome.metrics, cost=outcome.cost)
+    except Exception as err:  # a failing arm gets its record and the sweep moves on
+        log.error("%s/%s seed %s (%s) failed: %s: %s", axis, arm, cfg.seed, rid, type(err).__name__, err)
+        record.update(status="failed", error={
+            "type": type(err).__name__, "message": str(err), "traceback": traceback.format_exc(),
+        })
+    finally:
+        _finish_wandb()
+    record["provenance"] = provenance()
+    write_record(results, record)
+    if record["status"] == "done":
+        log.info("%s/%s seed %s: %s", axis, arm, cfg.seed, {k: round(v, 1) for k, v in record["metrics"].items()})
+    return record["status"]
+
+
+def _finish_wandb() -> None:
+    """Close the run's wandb run so the next job in this process starts its own."""
+    import sys
+
+    if "wandb" in sys.modules:
+        sys.modules["wandb"].finish()

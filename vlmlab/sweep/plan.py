@@ -1,0 +1,66 @@
+"""Planning a sweep: compose every job's config and refuse bad arms before anything trains."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from omegaconf import DictConfig
+
+from vlmlab.data.synthetic import TASKS
+from vlmlab.errors import ConfigError
+from vlmlab.models.build import check_model_config
+from vlmlab.sweep.ablation import AblationError, AblationSpec, PlannedRun
+from vlmlab.sweep.identity import run_id
+
+Compose = Callable[[list[str]], DictConfig]
+
+
+@dataclass(frozen=True)
+class Job:
+    """A planned run with its composed config and identity."""
+
+    run: PlannedRun
+    config: DictConfig
+    run_id: str
+
+
+def _offending_override(spec: AblationSpec, arm: str, compose: Compose) -> str | None:
+    """The first override of `arm` that fails to compose on its own, to name it in the error."""
+    for override in spec.arms[arm]:
+        try:
+            compose([*spec.common, override])
+        except Exception:
+            return override
+    return None
+
+
+def _check(cfg: DictConfig) -> None:
+    """Refuse values that cannot work, naming the key: builds the model on the meta device (no weights)."""
+    if cfg.trainer.max_steps <= 0:
+        raise ConfigError("trainer.max_steps", f"must be positive, got {cfg.trainer.max_steps}")
+    unknown = sorted(set(cfg.eval.tasks) - set(TASKS))
+    if unknown:
+        raise ConfigError("eval.tasks", f"unknown task(s) {', '.join(unknown)}; the suite's tasks are {', '.join(TASKS)}")
+    check_model_config(cfg.model, cfg.data.image.size)
+
+
+def plan_sweep(spec: AblationSpec, compose: Compose, extra: tuple[str, ...] = ()) -> list[Job]:
+    """Every job of `spec`, composed and checked; raises AblationError naming the file, arm and key."""
+    jobs, checked = [], set()
+    for run in spec.runs(extra):
+        where = f"{spec.path}: arm '{run.arm}'"
+        try:
+            cfg = compose(list(run.overrides))
+        except Exception as err:
+            bad = _offending_override(spec, run.arm, compose)
+            culprit = f"override '{bad}'" if bad else "overrides"
+            raise AblationError(f"{where}: {culprit}: {err}") from None
+        if run.arm not in checked:  # seeds do not change what is built: check each arm once
+            try:
+                _check(cfg)
+            except ConfigError as err:
+                raise AblationError(f"{where}: {err}") from None
+            checked.add(run.arm)
+        jobs.append(Job(run=run, config=cfg, run_id=run_id(cfg)))
+    return jobs

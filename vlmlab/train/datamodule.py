@@ -1,0 +1,39 @@
+"""The LightningDataModule: in-memory examples, seeded shuffling, and the VLM collator."""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+from vlmlab.data.collate import Example, VLMCollator
+
+
+class VLMDataModule(L.LightningDataModule):
+    """Train and validation loaders over already-processed examples (built once per sweep, shared by its runs)."""
+
+    def __init__(
+        self, train: list[Example], val: list[Example], collator: VLMCollator, batch_size: int, seed: int,
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__()
+        if batch_size <= 0:
+            raise ValueError(f"data.batch_size must be positive, got {batch_size}")
+        self.train_examples, self.val_examples = train, val
+        self.collator = collator
+        self.batch_size = batch_size
+        self.seed = seed
+        self.num_workers = num_workers
+
+    def train_dataloader(self) -> DataLoader:
+        generator = torch.Generator().manual_seed(self.seed)  # the run's seed fixes the data order too
+        return DataLoader(
+            self.train_examples, batch_size=self.batch_size, shuffle=True, drop_last=True, generator=generator,
+            collate_fn=self.collator.train_batch, num_workers=self.num_workers,
+        )
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(
+            self.val_examples, batch_size=self.batch_size, collate_fn=self.collator.train_batch,
+            num_workers=self.num_workers,
+        )

@@ -1,0 +1,71 @@
+"""The LightningModule: answer-token loss, AdamW with a learning rate per component, warmup then cosine decay."""
+
+from __future__ import annotations
+
+import math
+
+import lightning as L
+import torch
+from omegaconf import DictConfig
+
+from vlmlab.models.vlm import VisionLanguageModel
+
+COMPONENTS = ("connector", "vision", "lm")
+
+
+class DivergedError(RuntimeError):
+    """The training loss stopped being finite."""
+
+
+def warmup_cosine(warmup_steps: int, total_steps: int, min_ratio: float):
+    """Multiplier of the base learning rate at each step: linear warmup, then cosine down to `min_ratio`."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return factor
+
+
+class VLMTrainingModule(L.LightningModule):
+    """Trains a VisionLanguageModel with the loss on answer tokens (the collator masks everything else)."""
+
+    def __init__(self, model: VisionLanguageModel, optim: DictConfig, total_steps: int) -> None:
+        super().__init__()
+        self.model = model
+        self.optim = optim
+        self.total_steps = total_steps
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss = self.model(**batch).loss
+        if not torch.isfinite(loss):
+            raise DivergedError(f"training loss is {loss.item()} at step {self.global_step}")
+        self.log("train/loss", loss, prog_bar=False)
+        return loss
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self.log("val/loss", self.model(**batch).loss, batch_size=batch["input_ids"].shape[0])
+
+    def parameter_groups(self) -> list[dict]:
+        """One AdamW group per component and decay class; biases and norms get no weight decay."""
+        groups = []
+        for name in COMPONENTS:
+            params = [p for p in getattr(self.model, name).parameters() if p.requires_grad]
+            for decay in (True, False):
+                chosen = [p for p in params if (p.ndim >= 2) == decay]
+                if chosen:
+                    groups.append({
+                        "name": f"{name}{'' if decay else '/no_decay'}",
+                        "params": chosen,
+                        "lr": float(self.optim.lr[name]),
+                        "weight_decay": float(self.optim.weight_decay) if decay else 0.0,
+                    })
+        return groups
+
+    def configure_optimizers(self):
+        optimizer = torch.optim.AdamW(self.parameter_groups(), betas=tuple(self.optim.betas), eps=self.optim.eps)
+        schedule = warmup_cosine(self.optim.warmup_steps, self.total_steps, self.optim.min_lr_ratio)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -1,0 +1,103 @@
+"""One run, end to end: data (cached per process), tokenizer, model, Lightning training, evaluation."""
+
+from __future__ import annotations
+
+import functools
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import datasets
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint
+from omegaconf import DictConfig
+from transformers import PreTrainedTokenizerBase
+
+from vlmlab.data.collate import Example, VLMCollator
+from vlmlab.data.examples import split_examples
+from vlmlab.data.images import SquareResize
+from vlmlab.data.synthetic import SyntheticSpec, load_synthetic_suite
+from vlmlab.data.tokenizer import IMAGE_TOKEN, pretrained_tokenizer, synthetic_tokenizer
+from vlmlab.eval.harness import evaluate, limit_per_task
+from vlmlab.models.build import build_vlm, count_parameters
+from vlmlab.train.datamodule import VLMDataModule
+from vlmlab.train.loggers import build_loggers
+from vlmlab.train.module import VLMTrainingModule
+
+
+@dataclass
+class RunOutcome:
+    """What a finished run measured: scores per task in percent, and its cost."""
+
+    metrics: dict[str, float]
+    cost: dict[str, float | int]
+    predictions: list[dict[str, str]]
+
+
+# The caches below are what lets a sweep build its dataset, tokenizer and processed images once for all runs.
+@functools.lru_cache(maxsize=4)
+def _suite(spec: SyntheticSpec, cache_dir: str) -> datasets.DatasetDict:
+    return load_synthetic_suite(spec, cache_dir)
+
+
+@functools.lru_cache(maxsize=16)
+def _examples(spec: SyntheticSpec, cache_dir: str, images: SquareResize, split: str) -> list[Example]:
+    return split_examples(_suite(spec, cache_dir)[split], images)
+
+
+@functools.lru_cache(maxsize=8)
+def _tokenizer(spec: SyntheticSpec, cache_dir: str, template: str, pretrained: str | None) -> PreTrainedTokenizerBase:
+    if pretrained is not None:
+        return pretrained_tokenizer(pretrained)
+    train = _suite(spec, cache_dir)["train"]
+    corpus = [template.format(prompt=p) for p in set(train["prompt"])] + [" " + a for a in set(train["answer"])]
+    return synthetic_tokenizer(corpus, Path(cache_dir) / "tokenizers")
+
+
+def train_and_evaluate(cfg: DictConfig, run_dir: Path, run_id: str) -> RunOutcome:
+    """Train the configured VLM (resuming from `run_dir`'s last checkpoint if any), then evaluate it."""
+    spec: SyntheticSpec = instantiate(cfg.data.suite)
+    images: SquareResize = instantiate(cfg.data.image, _convert_="all")
+    cache_dir = str(cfg.paths.cache_dir)
+    tokenizer = _tokenizer(spec, cache_dir, cfg.data.prompt_template, cfg.model.lm.get("pretrained"))
+
+    L.seed_everything(cfg.seed, workers=True, verbose=False)  # before building: the seed fixes the initial weights
+    model = build_vlm(cfg.model, len(tokenizer), tokenizer.convert_tokens_to_ids(IMAGE_TOKEN), images.size)
+    collator = VLMCollator(tokenizer, images, model.visual_tokens_per_image, cfg.data.prompt_template)
+    datamodule = VLMDataModule(
+        _examples(spec, cache_dir, images, "train"), _examples(spec, cache_dir, images, "validation"),
+        collator, cfg.data.batch_size, cfg.seed, cfg.data.num_workers,
+    )
+    module = VLMTrainingModule(model, cfg.optim, cfg.trainer.max_steps)
+    checkpoints = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0, every_n_train_steps=cfg.checkpoint_every_n_steps
+    )
+    trainer: L.Trainer = instantiate(
+        cfg.trainer, logger=build_loggers(cfg, run_dir, run_id), callbacks=[checkpoints], default_root_dir=run_dir
+    )
+    last = run_dir / "checkpoints" / "last.ckpt"
+    started = time.perf_counter()
+    trainer.fit(module, datamodule, ckpt_path=last if last.exists() else None)
+    train_seconds = time.perf_counter() - started
+
+    test = limit_per_task(_examples(spec, cache_dir, images, cfg.eval.split), cfg.eval.limit_per_task)
+    test = [ex for ex in test if ex.task in set(cfg.eval.tasks)]
+    started = time.perf_counter()
+    result = evaluate(model, collator, test, cfg.eval.batch_size, cfg.eval.max_new_tokens)
+    eval_seconds = time.perf_counter() - started
+    for logger in trainer.loggers:
+        logger.log_metrics({f"test/{task}": score for task, score in result.scores.items()}, step=trainer.global_step)
+        logger.finalize("success")
+
+    samples = trainer.global_step * cfg.data.batch_size
+    cost = count_parameters(model) | {
+        "visual_tokens_per_image": model.visual_tokens_per_image,
+        "train_steps": trainer.global_step,
+        "train_seconds": round(train_seconds, 3),
+        "eval_seconds": round(eval_seconds, 3),
+        "train_samples_per_second": round(samples / train_seconds, 2) if train_seconds > 0 else None,
+        "eval_samples": result.samples,
+    }
+    return RunOutcome(metrics=result.scores, cost=cost, predictions=result.predictions)
