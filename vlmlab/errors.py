@@ -14,3 +14,7 @@ class ConfigError(ValueError):
     def under(self, prefix: str) -> "ConfigError":
         """The same error with its key placed under `prefix` (e.g. 'model.connector')."""
         return ConfigError(f"{prefix}.{self.key}" if prefix else self.key, self.detail)
+
+
+class DivergedError(RuntimeError):
+    """The training loss stopped being finite; the run's record says `diverged`."""

@@ -3,16 +3,27 @@
 from __future__ import annotations
 
 import logging
+import os
 import traceback
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from vlmlab.errors import DivergedError
 from vlmlab.results.records import SCHEMA_VERSION, is_done, write_record
 from vlmlab.sweep.identity import run_id
 from vlmlab.sweep.provenance import provenance
 
 log = logging.getLogger(__name__)
+
+
+def _quiet_libraries() -> None:
+    """Keep a sweep's console to one line per event: Lightning's banners and wandb's run summaries go."""
+    import lightning  # noqa: F401  (Lightning sets its loggers to INFO when imported: quiet them after)
+
+    os.environ.setdefault("WANDB_SILENT", "true")
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def run_job(cfg: DictConfig) -> str:
@@ -23,6 +34,7 @@ def run_job(cfg: DictConfig) -> str:
         log.info("%s/%s seed %s (%s): done already, skipped", axis, arm, cfg.seed, rid)
         return "skipped"
     log.info("%s/%s seed %s (%s): training", axis, arm, cfg.seed, rid)
+    _quiet_libraries()
     record = {
         "schema_version": SCHEMA_VERSION, "run_id": rid, "ablation": {"name": axis, "arm": arm}, "seed": cfg.seed,
         "config": OmegaConf.to_container(cfg, resolve=True), "metrics": {}, "cost": {}, "error": None,
@@ -34,7 +46,7 @@ def run_job(cfg: DictConfig) -> str:
         record.update(status="done", metrics=outcome.metrics, cost=outcome.cost)
     except Exception as err:  # a failing arm gets its record and the sweep moves on
         log.error("%s/%s seed %s (%s) failed: %s: %s", axis, arm, cfg.seed, rid, type(err).__name__, err)
-        record.update(status="failed", error={
+        record.update(status="diverged" if isinstance(err, DivergedError) else "failed", error={
             "type": type(err).__name__, "message": str(err), "traceback": traceback.format_exc(),
         })
     finally:

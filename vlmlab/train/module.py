@@ -8,13 +8,10 @@ import lightning as L
 import torch
 from omegaconf import DictConfig
 
+from vlmlab.errors import DivergedError
 from vlmlab.models.vlm import VisionLanguageModel
 
 COMPONENTS = ("connector", "vision", "lm")
-
-
-class DivergedError(RuntimeError):
-    """The training loss stopped being finite."""
 
 
 def warmup_cosine(warmup_steps: int, total_steps: int, min_ratio: float):

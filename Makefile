@@ -1,0 +1,41 @@
+# vlmlab: `make sweep AXIS=connector`, `make tables`, `make test`. Every target installs what it needs first.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# The CPU build on a machine without a GPU (this pin resolves to it there); torch goes in first so that no
+# later requirement pulls the CUDA wheels. On a GPU cluster: make install TORCH="torch==2.13.0".
+TORCH ?= torch==2.13.0
+AXIS ?= connector
+ARGS ?=
+
+.PHONY: install sweep tables test test-slow bench clean-outputs
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH)"
+	# compat mode puts the checkout on sys.path, so Hydra finds the sweeper in hydra_plugins/
+	$(BIN)/python -m pip install -q -e ".[test]" --config-settings editable_mode=compat
+	@touch $(STAMP)
+
+sweep: install
+	$(BIN)/vlmlab sweep $(AXIS) $(ARGS)
+
+tables: install
+	$(BIN)/vlmlab tables
+
+test: install
+	HF_HUB_OFFLINE=1 WANDB_MODE=offline $(BIN)/python -m pytest -q
+
+test-slow: install
+	HF_HUB_OFFLINE=1 WANDB_MODE=offline $(BIN)/python -m pytest -q -m slow
+
+bench: install
+	$(BIN)/python -m vlmlab.bench
+
+clean-outputs:
+	rm -rf outputs

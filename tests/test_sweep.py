@@ -1,0 +1,119 @@
+"""The sweep end to end through the `vlmlab` command: records, table, skipping done runs, failures, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hydra.core.global_hydra import GlobalHydra
+
+import vlmlab.train.run as run_module
+from vlmlab.cli import main
+
+TOY = """
+question: Does the connector matter?
+paper_table: Table 11
+control: mlp
+seeds: [0, 1]
+metrics: [count, color]
+common: [trainer.max_steps=3, data.batch_size=4, eval.limit_per_task=2, eval.max_new_tokens=3, logger=none]
+arms:
+  mlp: [model/connector=mlp]
+  pixel_shuffle: [model/connector=pixel_shuffle]
+  broken: [optim.lr.connector=-1.0]   # passes planning, fails when the optimizer is built
+"""
+
+
+@pytest.fixture
+def workspace(tmp_path, cache_dir, monkeypatch):
+    """A scratch checkout: its own ablations/ and results/, the session's dataset cache."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "ablations").mkdir()
+    (tmp_path / "ablations" / "toy.yaml").write_text(TOY)
+    GlobalHydra.instance().clear()
+    yield tmp_path
+    GlobalHydra.instance().clear()
+
+
+@pytest.fixture
+def counted_training(monkeypatch):
+    """Counts the runs that really train, still running the real training."""
+    calls = []
+    real = run_module.train_and_evaluate
+
+    def counting(cfg, run_dir, rid):
+        calls.append((cfg.ablation.arm, cfg.seed))
+        return real(cfg, run_dir, rid)
+
+    monkeypatch.setattr(run_module, "train_and_evaluate", counting)
+    return calls
+
+
+def sweep(cache_dir: Path, *extra: str) -> int:
+    return main(["sweep", "toy", f"paths.cache_dir={cache_dir}", *extra])
+
+
+def records(root: Path) -> dict[tuple[str, int], dict]:
+    found = {}
+    for path in (root / "results" / "runs" / "toy").glob("*/*.json"):
+        record = json.loads(path.read_text())
+        found[(record["ablation"]["arm"], record["seed"])] = record | {"_path": path}
+    return found
+
+
+def test_sweep_trains_records_tabulates_then_skips_done_runs(workspace, cache_dir, counted_training, capsys):
+    assert sweep(cache_dir) == 1, "a failed arm makes the sweep's exit status non-zero"
+    assert len(counted_training) == 6
+    found = records(workspace)
+    assert {k: r["status"] for k, r in found.items()} == {
+        ("mlp", 0): "done", ("mlp", 1): "done", ("pixel_shuffle", 0): "done", ("pixel_shuffle", 1): "done",
+        ("broken", 0): "failed", ("broken", 1): "failed",
+    }
+    done = found[("mlp", 0)]
+    assert set(done["metrics"]) == {"count", "color", "shape", "text", "caption"}
+    assert done["cost"]["visual_tokens_per_image"] == 64 and found[("pixel_shuffle", 0)]["cost"]["visual_tokens_per_image"] == 16
+    assert done["cost"]["params_trainable"] == done["cost"]["params_total"] > 0
+    assert done["cost"]["train_steps"] == 3 and done["provenance"]["packages"]["torch"]
+    assert "Invalid learning rate" in found[("broken", 0)]["error"]["message"]
+    assert found[("mlp", 0)]["run_id"] != found[("mlp", 1)]["run_id"]
+    table = workspace / "results" / "tables" / "toy.md"
+    first = table.read_bytes()
+    assert b"| mlp (control) |" in first and b"failed" in first
+    assert "| pixel_shuffle |" in capsys.readouterr().out
+
+    # Re-run: the done runs are skipped (only the failed ones are retried) and the table is unchanged.
+    counted_training.clear()
+    assert sweep(cache_dir) == 1
+    assert sorted(counted_training) == [("broken", 0), ("broken", 1)]
+    assert table.read_bytes() == first
+
+    # Deleting one record trains exactly that run again.
+    found[("pixel_shuffle", 1)]["_path"].unlink()
+    counted_training.clear()
+    sweep(cache_dir)
+    assert sorted(counted_training) == [("broken", 0), ("broken", 1), ("pixel_shuffle", 1)]
+
+
+def test_tables_regenerate_from_results_alone(workspace, cache_dir):
+    sweep(cache_dir, "ablation.name=ignored")  # labels passed by a user do not break the sweep's own
+    table = workspace / "results" / "tables" / "toy.md"
+    before = table.read_bytes()
+    table.unlink()
+    assert main(["tables"]) == 0
+    assert table.read_bytes() == before
+
+
+def test_unknown_axis_names_the_ablations(workspace, capsys):
+    assert main(["sweep", "nosuch"]) == 2
+    err = capsys.readouterr().err
+    assert "no ablation named 'nosuch'" in err and "toy" in err
+
+
+@pytest.mark.parametrize("override", ["model.connector.nosuchkey=1", "model.connector.factor=3"])
+def test_bad_arm_fails_before_training_and_writes_nothing(workspace, cache_dir, counted_training, override):
+    path = workspace / "ablations" / "toy.yaml"
+    path.write_text(TOY.replace("[model/connector=pixel_shuffle]", f"[model/connector=pixel_shuffle, {override}]"))
+    assert sweep(cache_dir) != 0
+    assert counted_training == []
+    assert not (workspace / "results").exists()
