@@ -59,9 +59,9 @@ def test_unknown_axis_lists_the_ablations(tmp_path):
         ("bad: [model.connector.nosuchkey=3]", r"arm 'bad': override 'model.connector.nosuchkey=3'"),
         ("bad: [model/connector=nosuch]", r"arm 'bad': override 'model/connector=nosuch'.*nosuch"),
         ("bad: [model/connector=perceiver, model.connector.num_latents=0]", r"arm 'bad': model\.connector\.num_latents: must be positive"),
-        ("bad: [data.image.size=60]", r"arm 'bad': model\.vision\.image_size: 60 is not a positive multiple"),
+        ("bad: [data.image.size=60]", r"arm 'bad': data\.image\.size: 60 is not a positive multiple"),
         ("bad: [model/connector=pixel_shuffle, model.connector.factor=3]", r"arm 'bad': model\.connector\.factor"),
-        ("bad: [eval.tasks=[count,nosuch]]", r"arm 'bad': eval\.tasks: unknown task\(s\) nosuch"),
+        ('bad: ["eval.tasks=[count,nosuch]"]', r"arm 'bad': eval\.tasks: unknown task\(s\) nosuch"),
     ],
 )
 def test_bad_arms_are_refused_naming_file_arm_and_key(tmp_path, compose_fn, arm_line, expected):

@@ -61,7 +61,7 @@ def test_model_config_errors_name_the_full_key(make_cfg):
     with pytest.raises(ConfigError, match=r"model\.connector\.num_latents"):
         check_model_config(cfg.model, cfg.data.image.size)
     cfg = make_cfg("data.image.size=60")
-    with pytest.raises(ConfigError, match=r"model\.vision\.image_size.*patch size 8"):
+    with pytest.raises(ConfigError, match=r"^data\.image\.size: 60 .*patch size 8"):
         check_model_config(cfg.model, cfg.data.image.size)
 
 

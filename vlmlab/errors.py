@@ -6,14 +6,17 @@ from __future__ import annotations
 class ConfigError(ValueError):
     """A configuration value that cannot work; `key` is the dotted path of the offending key."""
 
-    def __init__(self, key: str, message: str) -> None:
+    def __init__(self, key: str, message: str, absolute: bool = False) -> None:
         super().__init__(f"{key}: {message}")
         self.key = key
         self.detail = message
+        self.absolute = absolute  # the key is already a full path from the config root (e.g. data.image.size)
 
     def under(self, prefix: str) -> "ConfigError":
-        """The same error with its key placed under `prefix` (e.g. 'model.connector')."""
-        return ConfigError(f"{prefix}.{self.key}" if prefix else self.key, self.detail)
+        """The same error with its key placed under `prefix` (e.g. 'model.connector'), unless already absolute."""
+        if self.absolute or not prefix:
+            return self
+        return ConfigError(f"{prefix}.{self.key}", self.detail)
 
 
 class DivergedError(RuntimeError):

@@ -31,6 +31,7 @@ class VisionTower(nn.Module, ABC):
             raise ConfigError(
                 "data.image.size",
                 f"{image_size} is not a positive multiple of the vision tower's patch size {self.patch_size}",
+                absolute=True,  # the builder passes the resolution from the data config
             )
         return (image_size // self.patch_size) ** 2
 

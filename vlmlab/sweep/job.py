@@ -10,7 +10,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from vlmlab.errors import DivergedError
-from vlmlab.results.records import SCHEMA_VERSION, is_done, write_record
+from vlmlab.results.records import SCHEMA_VERSION, atomic_write_text, is_done, record_path, write_record
 from vlmlab.sweep.identity import run_id
 from vlmlab.sweep.provenance import provenance
 
@@ -35,6 +35,7 @@ def run_job(cfg: DictConfig) -> str:
         return "skipped"
     log.info("%s/%s seed %s (%s): training", axis, arm, cfg.seed, rid)
     _quiet_libraries()
+    run_dir = Path(cfg.paths.output_dir) / "runs" / axis / rid  # checkpoints and logs: not committed
     record = {
         "schema_version": SCHEMA_VERSION, "run_id": rid, "ablation": {"name": axis, "arm": arm}, "seed": cfg.seed,
         "config": OmegaConf.to_container(cfg, resolve=True), "metrics": {}, "cost": {}, "error": None,
@@ -42,7 +43,7 @@ def run_job(cfg: DictConfig) -> str:
     try:
         from vlmlab.train.run import train_and_evaluate  # the heavy imports happen once, inside the first job
 
-        outcome = train_and_evaluate(cfg, Path(cfg.paths.output_dir) / "runs" / axis / rid, rid)
+        outcome = train_and_evaluate(cfg, run_dir, rid)
         record.update(status="done", metrics=outcome.metrics, cost=outcome.cost)
     except Exception as err:  # a failing arm gets its record and the sweep moves on
         log.error("%s/%s seed %s (%s) failed: %s: %s", axis, arm, cfg.seed, rid, type(err).__name__, err)
@@ -52,6 +53,9 @@ def run_job(cfg: DictConfig) -> str:
     finally:
         _finish_wandb()
     record["provenance"] = provenance()
+    curve = run_dir / "metrics.csv"
+    if curve.exists():  # the loss curve travels with the record, so tables and plots need only results/
+        atomic_write_text(record_path(results, axis, arm, rid).with_suffix(".metrics.csv"), curve.read_text())
     write_record(results, record)
     if record["status"] == "done":
         log.info("%s/%s seed %s: %s", axis, arm, cfg.seed, {k: round(v, 1) for k, v in record["metrics"].items()})
