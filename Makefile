@@ -18,8 +18,8 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH)"
-	# compat mode puts the checkout on sys.path, so Hydra finds the sweeper in hydra_plugins/
-	$(BIN)/python -m pip install -q -e ".[test]" --config-settings editable_mode=compat
+	# editable: the hydra_plugins/ namespace (the sweeper) and conf/ resolve from the checkout
+	$(BIN)/python -m pip install -q -e ".[test]"
 	@touch $(STAMP)
 
 sweep: install

@@ -111,10 +111,12 @@ def test_unknown_axis_names_the_ablations(workspace, capsys):
 
 
 @pytest.mark.parametrize("override", ["model.connector.nosuchkey=1", "model.connector.factor=3"])
-def test_bad_arm_fails_before_training_and_writes_nothing(workspace, cache_dir, counted_training, override):
+def test_bad_arm_fails_before_training_and_writes_nothing(workspace, cache_dir, counted_training, override, capsys):
     path = workspace / "ablations" / "toy.yaml"
     path.write_text(TOY.replace("[model/connector=pixel_shuffle]", f"[model/connector=pixel_shuffle, {override}]"))
-    assert sweep(cache_dir) != 0
+    assert sweep(cache_dir) == 2
+    err = capsys.readouterr().err
+    assert "ablations/toy.yaml: arm 'pixel_shuffle'" in err and "Traceback" not in err
     assert counted_training == []
     assert not (workspace / "results").exists()
 
@@ -147,3 +149,14 @@ def test_wandb_runs_offline_with_axis_arm_and_metrics(workspace, cache_dir, monk
     log = next(runs[0].glob("run-*.wandb")).read_bytes()
     for key in (b"ablation.arm", b"model.connector._target_", b"run_id", b"test/count", b"train/loss"):
         assert key in log, key
+
+
+def test_another_hydra_launcher_runs_the_same_jobs(workspace, cache_dir):
+    """Jobs are plain Hydra jobs: submitit's local launcher (its SLURM one's twin) pickles and runs them elsewhere."""
+    (workspace / "ablations" / "toy.yaml").write_text(TOY.replace("seeds: [0, 1]", "seeds: [0]").replace(
+        "  pixel_shuffle: [model/connector=pixel_shuffle]\n", "").replace(
+        '  broken: ["optim.betas=[2.0,0.9]"]   # passes planning, fails when the optimizer is built\n', ""))
+    assert sweep(cache_dir, "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=5") == 0
+    found = records(workspace)
+    assert list(found) == [("mlp", 0)] and found[("mlp", 0)]["status"] == "done"
+    assert list((workspace / "outputs" / "hydra" / "toy" / ".submitit").iterdir()), "the job ran through submitit"

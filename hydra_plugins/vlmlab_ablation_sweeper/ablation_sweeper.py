@@ -7,6 +7,7 @@ imports are paid once per sweep), joblib, or submitit for SLURM.
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
 from vlmlab.results.records import is_done, write_plan
-from vlmlab.sweep.ablation import load_ablation
+from vlmlab.sweep.ablation import AblationError, load_ablation
 from vlmlab.sweep.plan import plan_sweep
 
 log = logging.getLogger(__name__)
@@ -41,13 +42,18 @@ class AblationSweeper(Sweeper):
     def sweep(self, arguments: list[str]) -> Any:
         assert self.config is not None and self.hydra_context is not None and self.launcher is not None
         paths = self.config.paths
-        spec = load_ablation(paths.ablations_dir, self.axis)
         loader = self.hydra_context.config_loader
 
         def compose(overrides: list[str]) -> DictConfig:
             return loader.load_sweep_config(self.config, overrides)
 
-        jobs = plan_sweep(spec, compose, tuple(arguments))
+        try:
+            spec = load_ablation(paths.ablations_dir, self.axis)
+            jobs = plan_sweep(spec, compose, tuple(arguments))
+        except AblationError as err:
+            # A user error, not a crash: its message names the file, arm and key; a traceback would bury it.
+            print(f"vlmlab sweep: {err}", file=sys.stderr)
+            raise SystemExit(2) from None
         results = Path(paths.results_dir)
         write_plan(results, spec.name, spec.meta(), [
             {"run_id": job.run_id, "arm": job.run.arm, "seed": job.run.seed} for job in jobs

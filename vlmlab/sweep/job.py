@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import traceback
+import warnings
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -22,6 +23,8 @@ def _quiet_libraries() -> None:
     import lightning  # noqa: F401  (Lightning sets its loggers to INFO when imported: quiet them after)
 
     os.environ.setdefault("WANDB_SILENT", "true")
+    # Lightning 2.6 trips a torch deprecation of its own on every fit; it says nothing about the run.
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
     for name in ("lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
