@@ -38,7 +38,7 @@ def test_answers_round_trip_through_the_tokenizer(tokenizer):
 
 
 def test_train_batch_puts_the_loss_on_answer_and_eos_only(tokenizer):
-    collator = VLMCollator(tokenizer, SquareResize(8), visual_tokens=4, template=TEMPLATE)
+    collator = VLMCollator(tokenizer, SquareResize(size=8), lambda shapes: 4 * len(shapes), template=TEMPLATE)
     batch = collator.train_batch([example("cat"), example("a red circle at the top left and the word cat")])
     for row in range(2):
         labels, ids = batch["labels"][row], batch["input_ids"][row]
@@ -53,7 +53,7 @@ def test_train_batch_puts_the_loss_on_answer_and_eos_only(tokenizer):
 
 
 def test_generation_batch_is_left_padded_without_answers(tokenizer):
-    collator = VLMCollator(tokenizer, SquareResize(8), visual_tokens=4, template=TEMPLATE)
+    collator = VLMCollator(tokenizer, SquareResize(size=8), lambda shapes: 4 * len(shapes), template=TEMPLATE)
     batch = collator.generation_batch([example("cat"), example("3", "how many shapes are there?")])
     assert (batch["attention_mask"][:, -1] == 1).all()
     assert batch["input_ids"][0, 0] == tokenizer.pad_token_id or batch["input_ids"][1, 0] == tokenizer.pad_token_id

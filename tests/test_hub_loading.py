@@ -6,6 +6,7 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
 
+from vlmlab.errors import ConfigError
 from vlmlab.data.tokenizer import IMAGE_TOKEN, pretrained_tokenizer, synthetic_tokenizer
 from vlmlab.models.language import HFCausalLM
 from vlmlab.models.vision import HFVisionTower
@@ -24,7 +25,7 @@ def test_vision_tower_loads_saved_weights(tmp_path):
     tower = HFVisionTower(image_size=32, pretrained=str(tmp_path / "siglip"))
     pixels = torch.randn(2, 3, 32, 32)
     torch.testing.assert_close(tower(pixels), saved.eval()(pixel_values=pixels).last_hidden_state)
-    assert tower.num_patches(32) == 16
+    assert tower.grid(32, 32) == (4, 4)
 
 
 def test_vision_half_of_a_dual_encoder_checkpoint(tmp_path):
@@ -61,6 +62,15 @@ def test_language_model_and_tokenizer_from_a_saved_checkpoint(tmp_path, cache_di
     assert lm.hidden_size == 32
 
 
-def test_unknown_model_while_offline_fails_at_build(tmp_path):
-    with pytest.raises(OSError):
+def test_unknown_model_while_offline_says_so_and_how_to_fetch_it(tmp_path):
+    with pytest.raises(ConfigError, match=r"while offline.*hf download no-such-org/no-such-model") as err:
         HFVisionTower(image_size=32, pretrained="no-such-org/no-such-model")
+    assert err.value.key == "pretrained"
+
+
+def test_meta_build_of_a_pretrained_component_reads_no_weights(tmp_path):
+    AutoModel.from_config(AutoConfig.for_model("siglip_vision_model", **VISION)).save_pretrained(tmp_path / "s")
+    (tmp_path / "s" / "model.safetensors").unlink()  # only config.json is left: a weight read would fail
+    with torch.device("meta"):
+        tower = HFVisionTower(image_size=32, pretrained=str(tmp_path / "s"))
+    assert next(tower.parameters()).device.type == "meta"

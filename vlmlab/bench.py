@@ -29,8 +29,8 @@ def _setup(cfg):
     spec, images = instantiate(cfg.data.suite), instantiate(cfg.data.image, _convert_="all")
     tokenizer = run._tokenizer(spec, cfg.paths.cache_dir, cfg.data.prompt_template, None)
     torch.manual_seed(0)
-    model = build_vlm(cfg.model, len(tokenizer), tokenizer.convert_tokens_to_ids(IMAGE_TOKEN), images.size)
-    collator = VLMCollator(tokenizer, images, model.visual_tokens_per_image, cfg.data.prompt_template)
+    model = build_vlm(cfg.model, len(tokenizer), tokenizer.convert_tokens_to_ids(IMAGE_TOKEN), images.tower_size)
+    collator = VLMCollator(tokenizer, images, model.sequence_tokens, cfg.data.prompt_template)
     train = run._examples(spec, cfg.paths.cache_dir, images, "train")
     return model, VLMDataModule(train, train[:16], collator, cfg.data.batch_size, cfg.seed)
 

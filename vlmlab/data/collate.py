@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from vlmlab.data.images import SquareResize
+from vlmlab.data.images import ImageProcessor
 from vlmlab.data.tokenizer import IMAGE_TOKEN
 
 IGNORE_INDEX = -100  # the label value transformers' loss skips
+
+# How many placeholders an image takes in the sequence, given the (height, width) of its views.
+SequenceTokens = Callable[[list[tuple[int, int]]], int]
 
 
 @dataclass
@@ -24,49 +28,60 @@ class Example:
 
 
 class VLMCollator:
-    """Turns examples into model inputs: [bos] <image>*N prompt [answer eos]."""
+    """Turns examples into model inputs: [bos] <image>*N prompt [answer eos], N from the image's views."""
 
     def __init__(
-        self, tokenizer: PreTrainedTokenizerBase, images: SquareResize, visual_tokens: int, template: str
+        self, tokenizer: PreTrainedTokenizerBase, images: ImageProcessor, sequence_tokens: SequenceTokens, template: str
     ) -> None:
         self.tokenizer = tokenizer
         self.images = images
-        self.visual_tokens = visual_tokens
+        self.sequence_tokens = sequence_tokens
         self.template = template
         self.image_token_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
 
-    def _prompt_ids(self, example: Example) -> list[int]:
+    def _prompt_ids(self, example: Example, views: list[torch.Tensor]) -> list[int]:
+        placeholders = self.sequence_tokens([tuple(v.shape[-2:]) for v in views])
         text_ids = self.tokenizer(self.template.format(prompt=example.prompt), add_special_tokens=False).input_ids
-        return [self.tokenizer.bos_token_id, *([self.image_token_id] * self.visual_tokens), *text_ids]
+        return [self.tokenizer.bos_token_id, *([self.image_token_id] * placeholders), *text_ids]
 
     def _answer_ids(self, example: Example) -> list[int]:
         # The leading space makes the answer tokenize as it would follow the prompt in running text.
         return [*self.tokenizer(" " + example.answer, add_special_tokens=False).input_ids, self.tokenizer.eos_token_id]
 
-    def _pad(self, rows: list[list[int]], value: int, left: bool) -> torch.Tensor:
+    @staticmethod
+    def _pad(rows: list[list[int]], value: int, left: bool) -> torch.Tensor:
         width = max(len(r) for r in rows)
         return torch.tensor([([value] * (width - len(r)) + r) if left else (r + [value] * (width - len(r))) for r in rows])
 
-    def train_batch(self, examples: list[Example]) -> dict[str, torch.Tensor]:
+    @staticmethod
+    def _pixels(views: list[list[torch.Tensor]]) -> list[list[torch.Tensor]] | torch.Tensor:
+        """One [B, 3, H, W] tensor when every sample has one view of one shape (the common case), else the lists."""
+        shapes = {tuple(v.shape) for sample in views for v in sample}
+        if len(shapes) == 1 and all(len(sample) == 1 for sample in views):
+            return torch.stack([sample[0] for sample in views])
+        return views
+
+    def train_batch(self, examples: list[Example]) -> dict:
         """Right-padded prompt+answer sequences whose labels cover the answer and eos only."""
+        views = [self.images.views(ex.pixels, training=True) for ex in examples]
         ids, labels = [], []
-        for ex in examples:
-            prompt, answer = self._prompt_ids(ex), self._answer_ids(ex)
+        for ex, ex_views in zip(examples, views):
+            prompt, answer = self._prompt_ids(ex, ex_views), self._answer_ids(ex)
             ids.append(prompt + answer)
             labels.append([IGNORE_INDEX] * len(prompt) + answer)
-        input_ids = self._pad(ids, self.tokenizer.pad_token_id, left=False)
         return {
-            "input_ids": input_ids,
+            "input_ids": self._pad(ids, self.tokenizer.pad_token_id, left=False),
             "attention_mask": self._pad([[1] * len(r) for r in ids], 0, left=False),
             "labels": self._pad(labels, IGNORE_INDEX, left=False),
-            "pixel_values": self.images.normalise(torch.stack([ex.pixels for ex in examples])),
+            "pixel_values": self._pixels(views),
         }
 
-    def generation_batch(self, examples: list[Example]) -> dict[str, torch.Tensor]:
+    def generation_batch(self, examples: list[Example]) -> dict:
         """Left-padded prompts, so every row's continuation starts at the same position."""
-        ids = [self._prompt_ids(ex) for ex in examples]
+        views = [self.images.views(ex.pixels, training=False) for ex in examples]
+        ids = [self._prompt_ids(ex, ex_views) for ex, ex_views in zip(examples, views)]
         return {
             "input_ids": self._pad(ids, self.tokenizer.pad_token_id, left=True),
             "attention_mask": self._pad([[1] * len(r) for r in ids], 0, left=True),
-            "pixel_values": self.images.normalise(torch.stack([ex.pixels for ex in examples])),
+            "pixel_values": self._pixels(views),
         }

@@ -7,10 +7,10 @@ from collections.abc import Sequence
 import datasets
 
 from vlmlab.data.collate import Example
-from vlmlab.data.images import SquareResize
+from vlmlab.data.images import ImageProcessor
 
 
-def split_examples(split: datasets.Dataset, images: SquareResize, tasks: Sequence[str] | None = None) -> list[Example]:
+def split_examples(split: datasets.Dataset, images: ImageProcessor, tasks: Sequence[str] | None = None) -> list[Example]:
     """Examples of `split` (only `tasks` if given), decoding each distinct image once."""
     raw = split.cast_column("image", datasets.Image(decode=False))
     columns = raw.select_columns(["image_id", "task", "prompt", "answer"]).to_dict()

@@ -1,4 +1,4 @@
-"""Assemble a vision-language model from the `model.vision`, `model.connector` and `model.lm` config groups."""
+"""Assemble a vision-language model from the `model.*` config groups: vision, lm, adapt, connector, fusion."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ from omegaconf import DictConfig
 from vlmlab.errors import ConfigError
 from vlmlab.models.vlm import VisionLanguageModel
 
+COMPONENTS = ("vision", "connector", "fusion", "lm")
 
-def _build(group: str, node: DictConfig, **kwargs: Any) -> Any:
+
+def instantiate_group(group: str, node: DictConfig, **kwargs: Any) -> Any:
     """Instantiate one config group, re-raising configuration errors under the group's key."""
     try:
         return instantiate(node, **kwargs)
@@ -26,32 +28,49 @@ def _build(group: str, node: DictConfig, **kwargs: Any) -> Any:
         raise ConfigError(group, str(cause or err)) from err
 
 
-def build_vlm(model_cfg: DictConfig, vocab_size: int, image_token_id: int, image_size: int) -> VisionLanguageModel:
-    """The VLM described by `model_cfg`, for a tokenizer of `vocab_size` and square images of `image_size`."""
-    vision = _build("model.vision", model_cfg.vision, image_size=image_size)
-    lm = _build("model.lm", model_cfg.lm, vocab_size=vocab_size)
-    connector = _build("model.connector", model_cfg.connector, vision_dim=vision.hidden_size, lm_dim=lm.hidden_size)
+def _adapt(group: str, node: DictConfig, module: torch.nn.Module) -> torch.nn.Module:
+    """Apply the adaptation (frozen / full / LoRA / DoRA) configured at `group` to a pretrained component."""
     try:
-        return VisionLanguageModel(vision, connector, lm, image_token_id, image_size)
+        return instantiate_group(group, node).apply(module)
+    except ConfigError as err:
+        raise err.under(group) from None
+
+
+def build_vlm(model_cfg: DictConfig, vocab_size: int, image_token_id: int, image_size: int) -> VisionLanguageModel:
+    """The VLM described by `model_cfg`, for a tokenizer of `vocab_size` and a tower built for `image_size`."""
+    vision = instantiate_group("model.vision", model_cfg.vision, image_size=image_size)
+    lm = instantiate_group("model.lm", model_cfg.lm, vocab_size=vocab_size)
+    vision.encoder = _adapt("model.adapt.vision", model_cfg.adapt.vision, vision.encoder)
+    lm.model = _adapt("model.adapt.lm", model_cfg.adapt.lm, lm.model)
+    connector = instantiate_group("model.connector", model_cfg.connector, vision_dim=vision.hidden_size, lm_dim=lm.hidden_size)
+    fusion = instantiate_group("model.fusion", model_cfg.fusion)
+    try:
+        fusion.attach(lm)
+    except ConfigError as err:
+        raise err.under("model.fusion") from None
+    try:
+        return VisionLanguageModel(vision, connector, lm, fusion, image_token_id, image_size)
     except ConfigError as err:
         raise err.under("model.connector") from None
 
 
-def check_model_config(model_cfg: DictConfig, image_size: int) -> dict[str, int]:
-    """Build the model on the meta device (no memory, no weights) to refuse bad configs before training.
-
-    Returns the cost figures that need no training: total parameters and visual tokens per image.
-    """
+def check_model_config(model_cfg: DictConfig, image_size: int) -> VisionLanguageModel:
+    """The model built on the meta device (no memory, no weights), to refuse bad configs before training."""
     with torch.device("meta"):
-        model = build_vlm(model_cfg, vocab_size=256, image_token_id=0, image_size=image_size)
-    return {
-        "params_total": sum(p.numel() for p in model.parameters()),
-        "visual_tokens_per_image": model.visual_tokens_per_image,
+        return build_vlm(model_cfg, vocab_size=256, image_token_id=0, image_size=image_size)
+
+
+def count_parameters(model: VisionLanguageModel) -> dict[str, Any]:
+    """Total and trainable parameter counts, overall and per component."""
+    by_component = {
+        name: {
+            "total": sum(p.numel() for p in getattr(model, name).parameters()),
+            "trainable": sum(p.numel() for p in getattr(model, name).parameters() if p.requires_grad),
+        }
+        for name in COMPONENTS
     }
-
-
-def count_parameters(model: torch.nn.Module) -> dict[str, int]:
-    """Total and trainable parameter counts."""
-    total = sum(p.numel() for p in model.parameters())
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return {"params_total": total, "params_trainable": trainable}
+    return {
+        "params_total": sum(c["total"] for c in by_component.values()),
+        "params_trainable": sum(c["trainable"] for c in by_component.values()),
+        "params_by_component": by_component,
+    }

@@ -1,12 +1,11 @@
 """Connectors (modality projectors): map vision patch features into the language model's embedding space.
 
-Each connector decides how many visual tokens an image costs in the language model's sequence;
-`num_tokens` derives that number from the patch count so it is never typed twice.
+Each connector decides how many visual tokens an image costs; `num_tokens` derives that number from
+the patch grid (rows, cols) so it is never typed twice. Features arrive in row-major grid order.
 """
 
 from __future__ import annotations
 
-import math
 from abc import ABC, abstractmethod
 
 import torch
@@ -16,7 +15,7 @@ from vlmlab.errors import ConfigError
 
 
 class Connector(nn.Module, ABC):
-    """Patch features [B, P, vision_dim] -> visual tokens [B, num_tokens(P), lm_dim]."""
+    """Patch features [B, rows*cols, vision_dim] -> visual tokens [B, num_tokens(grid), lm_dim]."""
 
     def __init__(self, vision_dim: int, lm_dim: int) -> None:
         super().__init__()
@@ -24,12 +23,12 @@ class Connector(nn.Module, ABC):
         self.lm_dim = lm_dim
 
     @abstractmethod
-    def num_tokens(self, num_patches: int) -> int:
-        """Visual tokens per image for an image of `num_patches` patches."""
+    def num_tokens(self, grid: tuple[int, int]) -> int:
+        """Visual tokens for an image whose patch grid is `grid` = (rows, cols)."""
 
     @abstractmethod
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        """Visual tokens for a batch of patch features."""
+    def forward(self, features: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+        """Visual tokens for a batch of patch features that share the patch grid `grid`."""
 
 
 class LinearProjector(Connector):
@@ -39,10 +38,10 @@ class LinearProjector(Connector):
         super().__init__(vision_dim, lm_dim)
         self.proj = nn.Linear(vision_dim, lm_dim)
 
-    def num_tokens(self, num_patches: int) -> int:
-        return num_patches
+    def num_tokens(self, grid: tuple[int, int]) -> int:
+        return grid[0] * grid[1]
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
+    def forward(self, features: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
         return self.proj(features)
 
 
@@ -56,10 +55,10 @@ class MLPProjector(Connector):
             raise ConfigError("hidden_dim", f"must be positive, got {hidden_dim}")
         self.net = nn.Sequential(nn.Linear(vision_dim, hidden_dim), nn.GELU(), nn.Linear(hidden_dim, lm_dim))
 
-    def num_tokens(self, num_patches: int) -> int:
-        return num_patches
+    def num_tokens(self, grid: tuple[int, int]) -> int:
+        return grid[0] * grid[1]
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
+    def forward(self, features: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
         return self.net(features)
 
 
@@ -82,10 +81,15 @@ class _ResamplerLayer(nn.Module):
 
 
 class PerceiverResampler(Connector):
-    """A fixed number of learned latents that cross-attend to the patches: the paper's learned pooling."""
+    """A fixed number of learned latents that cross-attend to the patches: the paper's learned pooling.
+
+    `mlp_projection` puts a 2-layer MLP instead of a linear map between the vision features and the
+    perceiver (Idefics2's final design; Table 13 ablates it).
+    """
 
     def __init__(
-        self, vision_dim: int, lm_dim: int, num_latents: int = 64, depth: int = 3, heads: int = 4, mlp_ratio: int = 4
+        self, vision_dim: int, lm_dim: int, num_latents: int = 64, depth: int = 3, heads: int = 4, mlp_ratio: int = 4,
+        mlp_projection: bool = False,
     ) -> None:
         super().__init__(vision_dim, lm_dim)
         for key, value in (("num_latents", num_latents), ("depth", depth), ("heads", heads), ("mlp_ratio", mlp_ratio)):
@@ -94,20 +98,52 @@ class PerceiverResampler(Connector):
         if lm_dim % heads:
             raise ConfigError("heads", f"{heads} heads do not divide the language model width {lm_dim}")
         self.num_latents = num_latents
-        self.proj = nn.Linear(vision_dim, lm_dim)
+        self.proj = (
+            nn.Sequential(nn.Linear(vision_dim, lm_dim), nn.GELU(), nn.Linear(lm_dim, lm_dim))
+            if mlp_projection else nn.Linear(vision_dim, lm_dim)
+        )
         self.latents = nn.Parameter(torch.randn(num_latents, lm_dim) * 0.02)
         self.layers = nn.ModuleList(_ResamplerLayer(lm_dim, heads, mlp_ratio) for _ in range(depth))
         self.norm = nn.LayerNorm(lm_dim)
 
-    def num_tokens(self, num_patches: int) -> int:
+    def num_tokens(self, grid: tuple[int, int]) -> int:
         return self.num_latents
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
+    def forward(self, features: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
         context = self.proj(features)
         latents = self.latents.unsqueeze(0).expand(features.shape[0], -1, -1)
         for layer in self.layers:
             latents = layer(latents, context)
         return self.norm(latents)
+
+
+def _reduced_grid(grid: tuple[int, int], factor: int) -> tuple[int, int]:
+    """The grid after merging factor x factor blocks; both sides must divide (ConfigError on `factor`)."""
+    rows, cols = grid
+    if rows % factor or cols % factor:
+        raise ConfigError("factor", f"a {rows}x{cols} patch grid cannot be reduced by a factor of {factor}")
+    return rows // factor, cols // factor
+
+
+class AveragePoolProjector(Connector):
+    """Average pooling of factor x factor patch blocks, then a linear map: parameter-free token reduction."""
+
+    def __init__(self, vision_dim: int, lm_dim: int, factor: int = 2) -> None:
+        super().__init__(vision_dim, lm_dim)
+        if factor <= 0:
+            raise ConfigError("factor", f"must be positive, got {factor}")
+        self.factor = factor
+        self.proj = nn.Linear(vision_dim, lm_dim)
+
+    def num_tokens(self, grid: tuple[int, int]) -> int:
+        rows, cols = _reduced_grid(grid, self.factor)
+        return rows * cols
+
+    def forward(self, features: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+        batch, _, dim = features.shape
+        image = features.transpose(1, 2).reshape(batch, dim, *grid)
+        pooled = nn.functional.avg_pool2d(image, self.factor).flatten(2).transpose(1, 2)
+        return self.proj(pooled)
 
 
 class PixelShuffleProjector(Connector):
@@ -120,17 +156,12 @@ class PixelShuffleProjector(Connector):
         self.factor = factor
         self.proj = nn.Linear(vision_dim * factor * factor, lm_dim)
 
-    def num_tokens(self, num_patches: int) -> int:
-        side = math.isqrt(num_patches)
-        if side * side != num_patches or side % self.factor:
-            raise ConfigError(
-                "factor", f"a {side}x{side} patch grid cannot be shuffled by a factor of {self.factor}"
-            )
-        return num_patches // (self.factor * self.factor)
+    def num_tokens(self, grid: tuple[int, int]) -> int:
+        rows, cols = _reduced_grid(grid, self.factor)
+        return rows * cols
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        batch, num_patches, dim = features.shape
-        side, f = math.isqrt(num_patches), self.factor
-        grid = features.view(batch, side // f, f, side // f, f, dim)
-        blocks = grid.permute(0, 1, 3, 2, 4, 5).reshape(batch, (side // f) ** 2, f * f * dim)
-        return self.proj(blocks)
+    def forward(self, features: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+        batch, _, dim = features.shape
+        (rows, cols), f = _reduced_grid(grid, self.factor), self.factor
+        blocks = features.view(batch, rows, f, cols, f, dim).permute(0, 1, 3, 2, 4, 5)
+        return self.proj(blocks.reshape(batch, rows * cols, f * f * dim))

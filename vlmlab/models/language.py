@@ -8,6 +8,7 @@ from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedModel
 
 from vlmlab.errors import ConfigError
+from vlmlab.models.hub import building_on_meta, hub_config
 
 
 class HFCausalLM(nn.Module):
@@ -19,7 +20,9 @@ class HFCausalLM(nn.Module):
             raise ConfigError("pretrained", "give exactly one of `pretrained` (a hub id or path) or `config`")
         self.pretrained = pretrained
         if pretrained is not None:
-            self.model: PreTrainedModel = AutoModelForCausalLM.from_pretrained(pretrained)
+            config = hub_config(pretrained)
+            self.model: PreTrainedModel = (AutoModelForCausalLM.from_config(config) if building_on_meta()
+                                           else AutoModelForCausalLM.from_pretrained(pretrained))
             # The image placeholder token may be new to a pretrained vocabulary.
             if vocab_size > self.model.get_input_embeddings().num_embeddings:
                 self.model.resize_token_embeddings(vocab_size)

@@ -9,7 +9,7 @@ from omegaconf import DictConfig
 
 from vlmlab.data.synthetic import TASKS
 from vlmlab.errors import ConfigError
-from vlmlab.models.build import check_model_config
+from vlmlab.models.build import check_model_config, instantiate_group
 from vlmlab.sweep.ablation import AblationError, AblationSpec, PlannedRun
 from vlmlab.sweep.identity import run_id
 
@@ -42,7 +42,9 @@ def _check(cfg: DictConfig) -> None:
     unknown = sorted(set(cfg.eval.tasks) - set(TASKS))
     if unknown:
         raise ConfigError("eval.tasks", f"unknown task(s) {', '.join(unknown)}; the suite's tasks are {', '.join(TASKS)}")
-    check_model_config(cfg.model, cfg.data.image.size)
+    images = instantiate_group("data.image", cfg.data.image, _convert_="all")
+    model = check_model_config(cfg.model, images.tower_size)
+    images.check(model.vision, cfg.data.suite.canvas)
 
 
 def plan_sweep(spec: AblationSpec, compose: Compose, extra: tuple[str, ...] = ()) -> list[Job]:

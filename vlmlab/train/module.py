@@ -9,9 +9,9 @@ import torch
 from omegaconf import DictConfig
 
 from vlmlab.errors import DivergedError
+from vlmlab.models.build import COMPONENTS
 from vlmlab.models.vlm import VisionLanguageModel
 
-COMPONENTS = ("connector", "vision", "lm")
 
 
 def warmup_cosine(warmup_steps: int, total_steps: int, min_ratio: float):

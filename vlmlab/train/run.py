@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections import Counter
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ from transformers import PreTrainedTokenizerBase
 
 from vlmlab.data.collate import Example, VLMCollator
 from vlmlab.data.examples import split_examples
-from vlmlab.data.images import SquareResize
+from vlmlab.data.images import ImageProcessor
 from vlmlab.data.synthetic import SyntheticSpec, load_synthetic_suite
 from vlmlab.data.tokenizer import IMAGE_TOKEN, pretrained_tokenizer, synthetic_tokenizer
 from vlmlab.eval.harness import evaluate, limit_per_task
@@ -43,7 +44,7 @@ def _suite(spec: SyntheticSpec, cache_dir: str) -> datasets.DatasetDict:
 
 
 @functools.lru_cache(maxsize=16)
-def _examples(spec: SyntheticSpec, cache_dir: str, images: SquareResize, split: str) -> list[Example]:
+def _examples(spec: SyntheticSpec, cache_dir: str, images: ImageProcessor, split: str) -> list[Example]:
     return split_examples(_suite(spec, cache_dir)[split], images)
 
 
@@ -56,16 +57,24 @@ def _tokenizer(spec: SyntheticSpec, cache_dir: str, template: str, pretrained: s
     return synthetic_tokenizer(corpus, Path(cache_dir) / "tokenizers")
 
 
+def _mean_tokens(count, images: ImageProcessor, examples: list[Example], training: bool) -> float | int:
+    """Mean tokens per image over `examples` (an int when every image costs the same, as with square images)."""
+    shapes = Counter(tuple(ex.pixels.shape[-2:]) for ex in examples)
+    total = sum(n * count(images.view_shapes(h, w, training)) for (h, w), n in shapes.items())
+    mean = total / max(1, len(examples))
+    return int(mean) if mean == int(mean) else round(mean, 2)
+
+
 def train_and_evaluate(cfg: DictConfig, run_dir: Path, run_id: str) -> RunOutcome:
     """Train the configured VLM (resuming from `run_dir`'s last checkpoint if any), then evaluate it."""
     spec: SyntheticSpec = instantiate(cfg.data.suite)
-    images: SquareResize = instantiate(cfg.data.image, _convert_="all")
+    images: ImageProcessor = instantiate(cfg.data.image, _convert_="all")
     cache_dir = str(cfg.paths.cache_dir)
     tokenizer = _tokenizer(spec, cache_dir, cfg.data.prompt_template, cfg.model.lm.get("pretrained"))
 
     L.seed_everything(cfg.seed, workers=True, verbose=False)  # before building: the seed fixes the initial weights
-    model = build_vlm(cfg.model, len(tokenizer), tokenizer.convert_tokens_to_ids(IMAGE_TOKEN), images.size)
-    collator = VLMCollator(tokenizer, images, model.visual_tokens_per_image, cfg.data.prompt_template)
+    model = build_vlm(cfg.model, len(tokenizer), tokenizer.convert_tokens_to_ids(IMAGE_TOKEN), images.tower_size)
+    collator = VLMCollator(tokenizer, images, model.sequence_tokens, cfg.data.prompt_template)
     datamodule = VLMDataModule(
         _examples(spec, cache_dir, images, "train"), _examples(spec, cache_dir, images, "validation"),
         collator, cfg.data.batch_size, cfg.seed, cfg.data.num_workers,
@@ -92,8 +101,11 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, run_id: str) -> RunOutcom
         logger.finalize("success")
 
     samples = trainer.global_step * cfg.data.batch_size
+    train_examples = _examples(spec, cache_dir, images, "train")
     cost = count_parameters(model) | {
-        "visual_tokens_per_image": model.visual_tokens_per_image,
+        "visual_tokens_per_image": _mean_tokens(model.visual_tokens, images, train_examples, training=True),
+        "visual_tokens_per_image_eval": _mean_tokens(model.visual_tokens, images, test, training=False),
+        "sequence_tokens_per_image": _mean_tokens(model.sequence_tokens, images, train_examples, training=True),
         "train_steps": trainer.global_step,
         "train_seconds": round(train_seconds, 3),
         "eval_seconds": round(eval_seconds, 3),
