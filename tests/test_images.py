@@ -17,7 +17,7 @@ from vlmlab.train.module import VLMTrainingModule
 def test_square_resize_and_splitting_views():
     split = SquareResize(size=16, splitting=ImageSplitting(grid=2, train=False, eval=True))
     pixels = split.to_uint8(Image.new("RGB", (64, 48), (255, 0, 0)))
-    assert pixels.shape == (3, 32, 32), "cached large enough for the 2x2 crops"
+    assert pixels.shape == (3, 32, 32), "cached large enough for the 2x2 crops (and no larger than the source)"
     train, evaluation = split.views(pixels, training=True), split.views(pixels, training=False)
     assert [tuple(v.shape) for v in train] == [(3, 16, 16)]
     assert [tuple(v.shape) for v in evaluation] == [(3, 16, 16)] * 5
@@ -94,3 +94,13 @@ def test_impossible_processing_settings_are_refused_naming_the_keys():
         SquareResize(size=64, splitting=ImageSplitting(grid=2, eval=True)).check(_FixedTower(), 64)
     with pytest.raises(ConfigError, match=r"data\.image\.multiple"):
         AspectPreserving(max_side=64, multiple=12).check(type("T", (_FixedTower,), {"any_resolution": True})(), 64)
+
+
+def test_evaluation_splitting_does_not_change_what_training_sees():
+    image = Image.effect_noise((64, 64), 60).convert("RGB")
+    plain = SquareResize(size=16, splitting=ImageSplitting(grid=2))
+    split_eval = SquareResize(size=16, splitting=ImageSplitting(grid=2, eval=True))
+    a, b = plain.to_uint8(image), split_eval.to_uint8(image)
+    assert torch.equal(a, b)
+    assert torch.equal(plain.views(a, training=True)[0], split_eval.views(b, training=True)[0])
+    assert len(split_eval.views(b, training=False)) == 5

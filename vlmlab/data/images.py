@@ -119,18 +119,15 @@ class SquareResize(ImageProcessor):
     def tower_size(self) -> int:
         return self.size
 
-    @property
-    def cached_side(self) -> int:
-        """Side of the cached image: large enough for the crops when splitting is on in either phase."""
-        splits = self.splitting.train or self.splitting.eval
-        return self.size * self.splitting.grid if splits else self.size
-
     def target_size(self, width: int, height: int) -> tuple[int, int]:
-        return (self.cached_side, self.cached_side)
+        # Cached square at up to the crops' resolution, whatever the phase flags say: evaluation settings
+        # must not change what training sees (the "same weights, different inference" comparison).
+        side = min(self.size * self.splitting.grid, max(width, height))
+        return (side, side)
 
     def check(self, tower: "VisionTower", source_side: int) -> None:
         super().check(tower, source_side)
-        if (self.splitting.train or self.splitting.eval) and self.cached_side > source_side:
+        if (self.splitting.train or self.splitting.eval) and self.size * self.splitting.grid > source_side:
             raise ConfigError("data.image.splitting.grid", f"a {self.splitting.grid}x{self.splitting.grid} grid of "
                               f"{self.size}px crops is larger than the {source_side}px source images "
                               "(data.suite.canvas): every crop would be upsampled", absolute=True)
@@ -144,7 +141,8 @@ class SquareResize(ImageProcessor):
         if not self.splitting.active(training):
             return [self.normalise(whole)]
         grid, side = self.splitting.grid, self.size
-        crops = [pixels[:, r * side : (r + 1) * side, c * side : (c + 1) * side] for r in range(grid) for c in range(grid)]
+        large = _downscale(pixels, side * grid, side * grid)
+        crops = [large[:, r * side : (r + 1) * side, c * side : (c + 1) * side] for r in range(grid) for c in range(grid)]
         return [self.normalise(view) for view in (*crops, whole)]
 
 
