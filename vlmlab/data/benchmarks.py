@@ -1,0 +1,147 @@
+"""The hub datasets vlmlab reads (the paper's benchmarks and the_cauldron), one declarative spec each.
+
+A spec says where a dataset lives on the Hugging Face hub and which of its columns make a `Sample`
+(see `vlmlab.data.adapters`). Adding a dataset is one `DatasetSpec(...)` in `REGISTRY`; nothing else
+is edited. How a row becomes (prompt, answers) pairs is derived from the spec's columns, so that no
+per-dataset code path exists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+METRICS = ("vqa_accuracy", "cider", "anls", "exact_match")
+
+# The configs of HuggingFaceM4/the_cauldron (its dataset card lists 50); it only has a "train" split.
+CAULDRON_SUBSETS = (
+    "ai2d", "aokvqa", "chart2text", "chartqa", "clevr", "clevr_math", "cocoqa", "datikz", "diagram_image_to_text",
+    "docvqa", "dvqa", "figureqa", "finqa", "geomverse", "hateful_memes", "hitab", "iam", "iconqa", "infographic_vqa",
+    "intergps", "localized_narratives", "mapqa", "mimic_cgd", "multihiertt", "nlvr2", "ocrvqa", "okvqa", "plotqa",
+    "raven", "rendered_text", "robut_sqa", "robut_wikisql", "robut_wtq", "scienceqa", "screen2words", "spot_the_diff",
+    "st_vqa", "tabmwp", "tallyqa", "tat_qa", "textcaps", "textvqa", "tqa", "vistext", "visual7w", "visualmrc",
+    "vqarad", "vqav2", "vsr", "websight",
+)
+CAULDRON_PREFIX = "the_cauldron/"
+
+
+class BadRow(Exception):
+    """A row that cannot become a sample; `reason` is the key it is counted under in `skipped`."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True, kw_only=True)
+class DatasetSpec:
+    """Where a hub dataset lives and which of its columns make a sample's image, prompt, answers and id."""
+
+    name: str                            # the registry name, also the Sample's `task`
+    hub_id: str
+    metric: str                          # one of METRICS
+    image_column: str                    # an image, or a list of images (the first is taken)
+    config: str | None = None            # the hub config name (the_cauldron's subset)
+    revision: str | None = None          # e.g. "refs/convert/parquet" for a hub repo that is a loading script
+    splits: tuple[str, ...] = ("train", "validation", "test")
+    id_column: str | None = None         # None: the row index is the id
+    question_column: str | None = None   # None: every sample gets the fixed `prompt` (captioning)
+    prompt: str | None = None
+    answer_column: str | None = None
+    answer_field: str | None = None      # the struct field holding the text when answers are structs
+    n_answers: int | None = None         # VQA-style: exactly this many references, else the row is skipped
+    turns_column: str | None = None      # a conversation ({user, assistant} turns): one sample per turn
+
+    def __post_init__(self) -> None:
+        if self.metric not in METRICS:
+            raise ValueError(f"{self.name}: metric {self.metric!r} is not one of {METRICS}")
+        if (self.turns_column is None) == (self.answer_column is None):
+            raise ValueError(f"{self.name}: give exactly one of answer_column and turns_column")
+        if self.turns_column is None and (self.question_column is None) == (self.prompt is None):
+            raise ValueError(f"{self.name}: give exactly one of question_column and prompt")
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The columns a split must have for this spec to read it."""
+        wanted = (self.image_column, self.id_column, self.question_column, self.answer_column, self.turns_column)
+        return tuple(c for c in wanted if c is not None)
+
+    def references(self, cell: Any) -> list[str]:
+        """The reference strings in one cell of the answer column; BadRow if there are none or the count is wrong."""
+        answers = _strings(cell, self.answer_field)
+        if self.n_answers is not None and len(answers) != self.n_answers:
+            raise BadRow("wrong_answer_count", f"expected {self.n_answers} answers, got {len(answers)}")
+        if not answers:
+            raise BadRow("no_answers", "the answer cell is empty")  # e.g. a test split without references
+        return answers
+
+    def turns(self, row: Mapping[str, Any]) -> list[tuple[str, list[str]]]:
+        """The (prompt, answers) pairs of one row: one per conversation turn, else one."""
+        if self.turns_column is None:
+            prompt = self.prompt if self.question_column is None else row[self.question_column]
+            if not isinstance(prompt, str):
+                raise BadRow("no_question", f"question is {prompt!r}")
+            return [(prompt, self.references(row[self.answer_column]))]
+        turns = row[self.turns_column] or []
+        if not turns:
+            raise BadRow("no_turns", f"{self.turns_column!r} is empty")
+        pairs = []
+        for turn in turns:
+            user, assistant = (turn or {}).get("user"), (turn or {}).get("assistant")
+            if not isinstance(user, str) or not isinstance(assistant, str):
+                raise BadRow("bad_turn", f"turn without user/assistant text: {turn!r}")
+            pairs.append((user, [assistant]))
+        return pairs
+
+
+def _strings(cell: Any, field: str | None) -> list[str]:
+    """Flatten an answer cell to strings, whether the hub stores a list of structs or (Sequence style) a struct of lists."""
+    if cell is None:
+        return []
+    if isinstance(cell, Mapping):
+        return _strings(cell.get(field) if field is not None else None, None)
+    if isinstance(cell, (list, tuple)):
+        return [text for item in cell for text in _strings(item, field)]
+    return [str(cell)]
+
+
+def cauldron(subset: str) -> DatasetSpec:
+    """The spec of one the_cauldron subset (a hub config); KeyError for a subset it does not have."""
+    if subset not in CAULDRON_SUBSETS:
+        raise KeyError(f"the_cauldron has no subset {subset!r}; known: {', '.join(CAULDRON_SUBSETS)}")
+    return DatasetSpec(
+        name=f"{CAULDRON_PREFIX}{subset}", hub_id="HuggingFaceM4/the_cauldron", config=subset, splits=("train",),
+        metric="exact_match", image_column="images", turns_column="texts",
+    )
+
+
+_VQA = dict(image_column="image", question_column="question", id_column="question_id", answer_column="answers",
+            n_answers=10, metric="vqa_accuracy")
+
+REGISTRY: dict[str, DatasetSpec] = {spec.name: spec for spec in (
+    DatasetSpec(name="vqav2", hub_id="HuggingFaceM4/VQAv2", splits=("train", "validation", "testdev", "test"),
+                answer_field="answer", **_VQA),
+    DatasetSpec(name="okvqa", hub_id="HuggingFaceM4/OK-VQA", splits=("train", "validation"),
+                answer_field="answer", **_VQA),
+    DatasetSpec(name="textvqa", hub_id="facebook/textvqa", **_VQA),
+    DatasetSpec(name="coco_captions", hub_id="HuggingFaceM4/COCO", metric="cider", image_column="image",
+                id_column="cocoid", prompt="Describe the image.", answer_column="sentences", answer_field="raw"),
+    DatasetSpec(name="docvqa", hub_id="HuggingFaceM4/DocumentVQA", metric="anls", image_column="image",
+                id_column="questionId", question_column="question", answer_column="answers"),
+)}
+
+
+def known() -> list[str]:
+    """Every name `adapter` accepts: the benchmarks, then each the_cauldron subset."""
+    return sorted(REGISTRY) + [f"{CAULDRON_PREFIX}{subset}" for subset in CAULDRON_SUBSETS]
+
+
+def adapter(name: str) -> DatasetSpec:
+    """The spec registered under `name`; KeyError listing the known names otherwise."""
+    if name in REGISTRY:
+        return REGISTRY[name]
+    if name.startswith(CAULDRON_PREFIX) and name[len(CAULDRON_PREFIX):] in CAULDRON_SUBSETS:
+        return cauldron(name[len(CAULDRON_PREFIX):])
+    raise KeyError(f"unknown dataset {name!r}; known: {', '.join(known())}")

@@ -1,0 +1,323 @@
+"""Scenes of the synthetic-v2 suite: a written word, many tiny shapes, a wide row of shapes, v1's grid.
+
+Each new scene is a small frozen dataclass holding everything needed to render it (and to check a render
+in tests), with a `key` that identifies it for split disjointness. The grid scenes of captioning and VQA
+are version 1's (`vlmlab.data.synthetic.draw_scene` / `render_scene`), reused as they are; what is new for
+them is the language: several correct captions, noisy alt-texts, and questions with annotator variants.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from vlmlab.data.synthetic import BACKGROUNDS, COLORS, POSITIONS, RGB, SHAPES, TEXT_RGB, WORDS, Scene, caption
+
+# v1's twelve 3-letter words plus 4-letter ones: enough that OCR cannot be solved by a prior over words.
+OCR_WORDS: tuple[str, ...] = WORDS + (
+    "fish", "bird", "tree", "lamp", "book", "door", "star", "moon", "ship",
+    "cake", "kite", "frog", "bell", "coin", "leaf", "rose", "ring", "sock",
+)  # fmt: skip
+# Font em size as a fraction of the canvas: at 128 px, 9 / 14 / 23 px. The small one has ~6 px capitals,
+# readable at full resolution but ~1.5 px (a smudge) once the image is downscaled 4x.
+FONT_SIZES: dict[str, float] = {"small": 0.07, "medium": 0.11, "large": 0.18}
+Box = tuple[int, int, int, int]  # x0, y0, x1, y1, inclusive pixel bounds
+
+
+def draw_shape(draw: ImageDraw.ImageDraw, shape: str, box: Box, fill: tuple[int, int, int]) -> None:
+    """Fill `shape` (circle, square, bar, triangle) inside the inclusive pixel `box`."""
+    x0, y0, x1, y1 = box
+    if shape == "circle":
+        draw.ellipse(box, fill=fill)
+    elif shape in ("square", "bar"):
+        draw.rectangle(box, fill=fill)
+    else:
+        draw.polygon([((x0 + x1) / 2, y0), (x1, y1), (x0, y1)], fill=fill)
+
+
+# ---- OCR: one word at one of three font sizes --------------------------------------------------------
+
+
+def font_px(canvas: int, size: str) -> int:
+    """Font em size in pixels for a named size on a `canvas`-pixel image."""
+    return max(5, round(FONT_SIZES[size] * canvas))  # below 5 px FreeType draws noise
+
+
+@functools.lru_cache(maxsize=32)
+def _font(px: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    return ImageFont.load_default(size=px)
+
+
+@dataclass(frozen=True)
+class TextScene:
+    """A word drawn with its top-left text origin at (x, y) in a named font size."""
+
+    word: str
+    size: str
+    x: int
+    y: int
+    background: int
+
+    @property
+    def key(self) -> tuple:
+        """Identity for split disjointness."""
+        return ("text", self.word, self.size, self.x, self.y)
+
+    def box(self, canvas: int) -> Box:
+        """Inclusive pixel box of the rendered word."""
+        left, top, right, bottom = _font(font_px(canvas, self.size)).getbbox(self.word)
+        return (self.x + left, self.y + top, self.x + right - 1, self.y + bottom - 1)
+
+
+def draw_text_scene(rng: np.random.Generator, canvas: int) -> TextScene:
+    """A random word at a random size and position, fully inside the canvas."""
+    word = OCR_WORDS[int(rng.integers(len(OCR_WORDS)))]
+    size = tuple(FONT_SIZES)[int(rng.integers(len(FONT_SIZES)))]
+    left, top, right, bottom = _font(font_px(canvas, size)).getbbox(word)
+    margin = 2
+    x = int(rng.integers(margin - left, max(margin - left, canvas - margin - right) + 1))
+    y = int(rng.integers(margin - top, max(margin - top, canvas - margin - bottom) + 1))
+    return TextScene(word, size, x, y, int(rng.integers(len(BACKGROUNDS))))
+
+
+def render_text_scene(scene: TextScene, canvas: int) -> Image.Image:
+    """Render a TextScene as a square RGB image."""
+    image = Image.new("RGB", (canvas, canvas), BACKGROUNDS[scene.background])
+    font = _font(font_px(canvas, scene.size))
+    ImageDraw.Draw(image).text((scene.x, scene.y), scene.word, fill=TEXT_RGB, font=font)
+    return image
+
+
+# ---- counting: 3-12 tiny shapes, apart -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DotsScene:
+    """Tiny shapes as (centre x, centre y, radius, shape, colour), with at least one background pixel between."""
+
+    objects: tuple[tuple[int, int, int, str, str], ...]
+    background: int
+
+    @property
+    def key(self) -> tuple:
+        """Identity for split disjointness."""
+        return ("dots", self.objects)
+
+
+def draw_dots_scene(rng: np.random.Generator, canvas: int) -> DotsScene:
+    """3-12 shapes of radius 3-4% of the canvas whose boxes never touch, so each is a separate blob."""
+    n, objects = int(rng.integers(3, 13)), []
+    gap = max(2, round(0.02 * canvas))
+    while len(objects) < n:
+        r = max(2, round(rng.uniform(0.03, 0.04) * canvas))
+        cx, cy = (int(v) for v in rng.integers(r, canvas - r, size=2))
+        # Chebyshev distance: boxes (hence shapes) stay >= 1 px apart even diagonally (8-connectivity)
+        if all(max(abs(cx - ox), abs(cy - oy)) >= r + orad + gap for ox, oy, orad, _, _ in objects):
+            shape, color = SHAPES[int(rng.integers(len(SHAPES)))], COLORS[int(rng.integers(len(COLORS)))]
+            objects.append((cx, cy, r, shape, color))
+    return DotsScene(tuple(objects), int(rng.integers(len(BACKGROUNDS))))
+
+
+def render_dots_scene(scene: DotsScene, canvas: int) -> Image.Image:
+    """Render a DotsScene as a square RGB image."""
+    image = Image.new("RGB", (canvas, canvas), BACKGROUNDS[scene.background])
+    draw = ImageDraw.Draw(image)
+    for cx, cy, r, shape, color in scene.objects:
+        draw_shape(draw, shape, (cx - r, cy - r, cx + r, cy + r), RGB[color])
+    return image
+
+
+# ---- wide / tall: a row of shapes with thin bars at both ends --------------------------------------
+
+
+@dataclass(frozen=True)
+class RowScene:
+    """A width x height image with shapes (box, shape, colour) ordered left-to-right or top-to-bottom."""
+
+    width: int
+    height: int
+    objects: tuple[tuple[Box, str, str], ...]
+    background: int
+
+    @property
+    def horizontal(self) -> bool:
+        """True for a wide image (a row), False for a tall one (a column)."""
+        return self.width > self.height
+
+    @property
+    def key(self) -> tuple:
+        """Identity for split disjointness."""
+        return ("row", self.width, self.height, self.objects)
+
+
+def draw_row_scene(rng: np.random.Generator, canvas: int) -> RowScene:
+    """3-5 distinct colours along the long axis of a 2:1..3:1 (or 1:2..1:3) image; the two ends are thin bars."""
+    horizontal = bool(rng.integers(2))
+    long, short = canvas, int(rng.integers(math.ceil(canvas / 3), canvas // 2 + 1))
+    n = int(rng.integers(3, 6))
+    colors = [COLORS[int(i)] for i in rng.choice(len(COLORS), size=n, replace=False)]
+    # The end bars are ~3% of the long side thick: a square squash, or a coarse pooling, blurs them into
+    # the background while their colour is exactly what is asked.
+    thick = max(2, round(0.03 * long))
+    first, last = (int(v) for v in rng.integers(1, max(2, round(0.05 * long)) + 1, size=2))
+    spans = [(first, first + thick - 1)]
+    inner_start, inner_end = first + thick, long - last - thick
+    step = (inner_end - inner_start) / (n - 1)
+    side = min(round(rng.uniform(0.45, 0.7) * short), int(0.75 * step))
+    for i in range(1, n - 1):
+        centre = inner_start + i * step
+        spans.append((round(centre - side / 2), round(centre - side / 2) + side - 1))
+    spans.append((long - last - thick, long - last - 1))
+    objects = []
+    for i, ((a0, a1), color) in enumerate(zip(spans, colors)):
+        end = i in (0, n - 1)
+        extent = round(rng.uniform(0.5, 0.85) * short) if end else side
+        c0 = int(rng.integers(1, max(1, short - extent - 1) + 1))  # position across the long axis
+        shape = "bar" if end else SHAPES[int(rng.integers(len(SHAPES)))]
+        box = (a0, c0, a1, c0 + extent - 1) if horizontal else (c0, a0, c0 + extent - 1, a1)
+        objects.append((box, shape, color))
+    width, height = (long, short) if horizontal else (short, long)
+    return RowScene(width, height, tuple(objects), int(rng.integers(len(BACKGROUNDS))))
+
+
+def render_row_scene(scene: RowScene, canvas: int) -> Image.Image:
+    """Render a RowScene at its own (non-square) size; `canvas` is its long side already."""
+    image = Image.new("RGB", (scene.width, scene.height), BACKGROUNDS[scene.background])
+    draw = ImageDraw.Draw(image)
+    for box, shape, color in scene.objects:
+        draw_shape(draw, shape, box, RGB[color])
+    return image
+
+
+# ---- grid scenes (v1's): caption references, alt-texts, VQA questions with annotator variants -------
+
+POSITION_WORDS: dict[str, tuple[str, ...]] = {
+    "top left": ("top left", "top left corner", "upper left"),
+    "top": ("top", "top middle", "upper middle"),
+    "top right": ("top right", "top right corner", "upper right"),
+    "left": ("left", "middle left", "left side"),
+    "center": ("center", "middle", "centre"),
+    "right": ("right", "middle right", "right side"),
+    "bottom left": ("bottom left", "bottom left corner", "lower left"),
+    "bottom": ("bottom", "bottom middle", "lower middle"),
+    "bottom right": ("bottom right", "bottom right corner", "lower right"),
+}
+NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+SHAPE_VARIANTS = {"circle": ("a circle", "circle shape", "round"), "square": ("a square", "square shape", "box"),
+                  "triangle": ("a triangle", "triangle shape", "triangular")}
+YES_NO_VARIANTS = {"yes": ("yes it is", "yes there is", "yeah"), "no": ("no there is not", "nope", "no it is not")}
+ALT_PREFIXES = ("", "picture of", "image of", "photo of", "illustration of")
+ALT_SUFFIXES = ("", "stock photo", "hd wallpaper", "free download", "clipart", "vector art")
+Grid = Scene  # v1's grid scene: objects (cell, shape, colour) and a word
+Asked = tuple[str, str, tuple[str, ...]]  # prompt, canonical answer, annotator variants
+
+
+def _a(color: str, shape: str) -> str:
+    return f"{'an' if color[0] in 'aeiou' else 'a'} {color} {shape}"
+
+
+def _where(rng: np.random.Generator, cell: int) -> str:
+    words = POSITION_WORDS[POSITIONS[cell]]
+    return words[int(rng.integers(len(words)))]
+
+
+def _shuffled(rng: np.random.Generator, items: tuple | list) -> list:
+    return [items[int(i)] for i in rng.permutation(len(items))]
+
+
+def caption_references(scene: Grid, rng: np.random.Generator) -> list[str]:
+    """Five correct captions differing in template, synonyms and object order; [0] is v1's canonical caption."""
+    objs, word, n = scene.objects, scene.word, len(scene.objects)
+    count = f"{NUMBER_WORDS[n]} shape{'s' if n > 1 else ''}"
+    return [
+        caption(scene),
+        "there is " + " and ".join(f"{_a(k, s)} in the {_where(rng, c)}" for c, s, k in reversed(objs))
+        + f", and the word {word} is written below",
+        f"the image shows {count}: " + ", ".join(f"{_a(k, s)} at the {_where(rng, c)}" for c, s, k in
+                                                  _shuffled(rng, objs)) + f", above the text {word}",
+        f"{count} on a dark background, " + " and ".join(f"{k} {s} {_where(rng, c)}" for c, s, k in objs)
+        + f", with {word} written at the bottom",
+        f"the word {word} under " + " and ".join(f"{_a(k, s)} on the {_where(rng, c)}" for c, s, k in
+                                                 _shuffled(rng, objs)),
+    ]
+
+
+def alt_caption(scene: Grid, rng: np.random.Generator) -> str:
+    """A noisy alt-text: a subset of objects, reordered, terse, with filler words and sometimes a wrong colour."""
+    keep = _shuffled(rng, scene.objects)[: int(rng.integers(1, len(scene.objects) + 1))]
+    parts = []
+    for cell, shape, color in keep:
+        if rng.random() < 0.25:  # web alt-texts are often simply wrong
+            color = COLORS[int(rng.integers(len(COLORS)))]
+        parts.append(f"{color} {shape}" + (f" {_where(rng, cell)}" if rng.random() < 0.3 else ""))
+    if rng.random() < 0.5:
+        parts.append(scene.word)
+    prefix, suffix = (words[int(rng.integers(len(words)))] for words in (ALT_PREFIXES, ALT_SUFFIXES))
+    return " ".join(w for w in (prefix, *parts, suffix) if w)
+
+
+def _unique(scene: Grid, index: int) -> dict[str, tuple[int, str, str]]:
+    """Objects whose attribute number `index` (1 shape, 2 colour) appears once, by that attribute."""
+    values = [o[index] for o in scene.objects]
+    return {o[index]: o for o in scene.objects if values.count(o[index]) == 1}
+
+
+def _q_color_of_shape(scene: Grid, rng: np.random.Generator) -> Asked | None:
+    unique = _unique(scene, 1)
+    if not unique:
+        return None
+    shape = sorted(unique)[int(rng.integers(len(unique)))]
+    color = unique[shape][2]
+    return f"what color is the {shape}?", color, (f"dark {color}", f"light {color}", f"{color} color")
+
+
+def _q_shape_of_color(scene: Grid, rng: np.random.Generator) -> Asked | None:
+    unique = _unique(scene, 2)
+    if not unique:
+        return None
+    color = sorted(unique)[int(rng.integers(len(unique)))]
+    shape = unique[color][1]
+    return f"what shape is {color}?", shape, SHAPE_VARIANTS[shape]
+
+
+def _q_exists(scene: Grid, rng: np.random.Generator) -> Asked:
+    shape = SHAPES[int(rng.integers(len(SHAPES)))]
+    answer = "yes" if any(s == shape for _, s, _ in scene.objects) else "no"
+    return f"is there a {shape}?", answer, YES_NO_VARIANTS[answer]
+
+
+def _q_count(scene: Grid, rng: np.random.Generator) -> Asked:
+    n = len(scene.objects)
+    return "how many shapes are there?", str(n), (f"{n} shapes", f"{n} objects", str(n + 1))
+
+
+def _q_color_at(scene: Grid, rng: np.random.Generator) -> Asked:
+    cell, _, color = scene.objects[int(rng.integers(len(scene.objects)))]
+    return f"what color is the shape at the {POSITIONS[cell]}?", color, (f"dark {color}", f"{color} color")
+
+
+VQA_QUESTIONS: dict[str, Callable[[Grid, np.random.Generator], Asked | None]] = {
+    "color_of_shape": _q_color_of_shape,
+    "shape_of_color": _q_shape_of_color,
+    "exists": _q_exists,
+    "count": _q_count,
+    "color_at": _q_color_at,
+}
+
+
+def vqa_question(scene: Grid, rng: np.random.Generator) -> tuple[str, list[str]]:
+    """A random applicable question and 10 annotator answers: 7-10 canonical (answers[0]), the rest variants."""
+    kinds = list(VQA_QUESTIONS)
+    for i in rng.permutation(len(kinds)):  # questions that do not apply (no unique attribute) are skipped
+        asked = VQA_QUESTIONS[kinds[int(i)]](scene, rng)
+        if asked is not None:
+            break
+    prompt, canonical, variants = asked
+    agree = int(rng.integers(7, 11))
+    others = [canonical] * (agree - 1) + [variants[int(rng.integers(len(variants)))] for _ in range(10 - agree)]
+    return prompt, [canonical, *_shuffled(rng, others)]

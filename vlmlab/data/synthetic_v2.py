@@ -1,0 +1,239 @@
+"""Offline synthetic benchmark suite, version 2: five benchmarks, each sensitive to one design axis.
+
+Version 1 asked five questions about one kind of scene, so every axis moved every column a little. Here
+each benchmark has its own scene family, built so that one axis of the Idefics2 ablations moves its
+score at toy scale (~1M-parameter models, ~800 CPU steps, 64-128 px images):
+
+- synth_ocr (ANLS): a word in a small/medium/large font; the small one needs resolution or splitting.
+- synth_count (exact match): 3-12 tiny shapes; needs the spatial detail a small token budget pools away.
+- synth_wide (exact match): 2:1-3:1 rows / columns with thin end bars; a square squash stretches them 2-3x.
+- synth_caption (CIDEr): v1 grid scenes with five references varying in wording and order.
+- synth_vqa (VQA accuracy): v1 grid scenes, questions with ten annotator answers incl. variants.
+
+Training data has one task per benchmark (TRAIN_TASKS); `caption_style="alt"` swaps the clean training
+captions for noisy alt-text-like ones (Table 6) and changes nothing else. The suite is a pure function of
+a `SyntheticV2Spec` and is cached on disk as a Hugging Face `DatasetDict`, like version 1.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import datasets
+import numpy as np
+from PIL import Image
+
+from vlmlab.data import scenes_v2 as sc
+from vlmlab.data import synthetic as v1
+from vlmlab.data.scenes_v2 import Grid, alt_caption, caption_references, vqa_question
+
+SUITE_VERSION: str = "synthetic-v2"
+SPLITS: tuple[str, ...] = ("train", "validation", "test")
+CAPTION_STYLES: tuple[str, ...] = ("clean", "alt")
+_STR = datasets.Value("string")
+FEATURES = datasets.Features({"image_id": _STR, "image": datasets.Image(), "task": _STR, "prompt": _STR,
+                              "answers": datasets.List(_STR), "answer": _STR})
+# Consecutive rejected draws after which a scene family is treated as exhausted for disjoint splits.
+_MAX_REJECTIONS = 10_000
+
+
+class BenchmarkInfo(NamedTuple):
+    """How a benchmark is scored and what it probes."""
+
+    metric: str
+    description: str
+
+
+@dataclass(frozen=True)
+class Generator:
+    """One benchmark and its training task: draw a scene, render it, ask about it (prompt, references)."""
+
+    benchmark: str
+    train_task: str
+    info: BenchmarkInfo
+    family: str  # scenes of one family are kept disjoint across splits
+    draw: Callable[[np.random.Generator, int], Any]
+    render: Callable[[Any, int], Image.Image]
+    ask: Callable[[Any, np.random.Generator], tuple[str, list[str]]]
+    # training-only replacement answer when caption_style="alt" (None: the style does not apply)
+    alt: Callable[[Any, np.random.Generator], str] | None = None
+
+    def task(self, split: str) -> str:
+        """The `task` of this generator's rows in `split`: the training task in train, else the benchmark."""
+        return self.train_task if split == "train" else self.benchmark
+
+
+def _ask_wide(scene: sc.RowScene, rng: np.random.Generator) -> tuple[str, list[str]]:
+    first = bool(rng.integers(2))
+    end = ("leftmost" if first else "rightmost") if scene.horizontal else ("topmost" if first else "bottommost")
+    return f"what color is the {end} shape?", [scene.objects[0 if first else -1][2]]
+
+
+def _draw_grid(rng: np.random.Generator, canvas: int) -> Grid:
+    return v1.draw_scene(rng, 4)  # v1's scenes, up to 4 objects so captions stay short
+
+
+# The registry: adding a benchmark is one Generator here (and its scene family in scenes_v2).
+GENERATORS: dict[str, Generator] = {g.benchmark: g for g in (
+    Generator(
+        "synth_ocr", "ocr", BenchmarkInfo("anls", "read a 3-4 letter word in a small/medium/large font"),
+        "text", sc.draw_text_scene, sc.render_text_scene,
+        lambda s, rng: ("what word is written?", [s.word]),
+    ),
+    Generator(
+        "synth_count", "count", BenchmarkInfo("exact_match", "count 3-12 tiny scattered shapes"),
+        "dots", sc.draw_dots_scene, sc.render_dots_scene,
+        lambda s, rng: ("how many shapes are there?", [str(len(s.objects))]),
+    ),
+    Generator(
+        "synth_wide", "wide", BenchmarkInfo("exact_match", "colour of the end shape of a 2:1-3:1 row or column"),
+        "row", sc.draw_row_scene, sc.render_row_scene, _ask_wide,
+    ),
+    Generator(
+        "synth_caption", "caption", BenchmarkInfo("cider", "describe a grid scene; 5 varied references"),
+        "grid", _draw_grid, v1.render_scene,
+        lambda s, rng: ("describe the image.", caption_references(s, rng)), alt=alt_caption,
+    ),
+    Generator(
+        "synth_vqa", "vqa", BenchmarkInfo("vqa_accuracy", "colour/shape/position/count questions, 10 answers"),
+        "grid", _draw_grid, v1.render_scene, vqa_question,
+    ),
+)}
+BENCHMARKS: dict[str, BenchmarkInfo] = {name: g.info for name, g in GENERATORS.items()}
+TRAIN_TASKS: tuple[str, ...] = tuple(g.train_task for g in GENERATORS.values())
+
+
+@dataclass(frozen=True)
+class SyntheticV2Spec:
+    """Everything that determines the v2 suite; equal specs give identical data."""
+
+    seed: int = 0
+    canvas: int = 128  # longest side of rendered images, px
+    train_images: int = 3000  # per training task
+    eval_images: int = 100  # per benchmark, for validation and for test each
+    caption_style: str = "clean"  # training captions: "clean" (exact) or "alt" (noisy alt-text-like)
+
+    def __post_init__(self) -> None:
+        for name in ("seed", "canvas", "train_images", "eval_images"):
+            value = getattr(self, name)
+            # bool is an int subclass, but `True` images is always a config mistake
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
+                raise ValueError(f"synthetic-v2 spec: {name} must be an integer, got {value!r}")
+        for name in ("train_images", "eval_images"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"synthetic-v2 spec: {name} must be positive, got {getattr(self, name)}")
+        if self.canvas < 64:
+            raise ValueError(f"synthetic-v2 spec: canvas must be at least 64 pixels, got {self.canvas}")
+        if self.caption_style not in CAPTION_STYLES:
+            raise ValueError(f"synthetic-v2 spec: caption_style must be one of {CAPTION_STYLES}, "
+                             f"got {self.caption_style!r}")
+
+    def digest(self) -> str:
+        """Short stable hash of the spec's fields."""
+        fields = {k: v if isinstance(v, str) else int(v) for k, v in dataclasses.asdict(self).items()}
+        return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class Example:
+    """One drawn (not yet rendered) row: the scene, its prompt and its references (answers[0] canonical)."""
+
+    scene: Any
+    prompt: str
+    answers: tuple[str, ...]
+
+
+def _rng(seed: int, split: str, task: str) -> np.random.Generator:
+    # sha256 rather than hash(): str hashes are salted per process
+    text = f"{SUITE_VERSION}:{seed}:{split}:{task}"
+    return np.random.default_rng(int.from_bytes(hashlib.sha256(text.encode()).digest()[:16], "big"))
+
+
+def _draw_task(spec: SyntheticV2Spec, split: str, gen: Generator, taken: set[tuple]) -> list[Example]:
+    task = gen.task(split)
+    rng, examples, rejected = _rng(spec.seed, split, task), [], 0
+    n = spec.train_images if split == "train" else spec.eval_images
+    # the alt-text noise has its own stream, so "alt" and "clean" draw identical scenes and images
+    alt_rng = _rng(spec.seed, split, f"{task}:alt") if split == "train" and spec.caption_style == "alt" else None
+    while len(examples) < n:
+        scene = gen.draw(rng, spec.canvas)
+        if scene.key in taken:
+            rejected += 1
+            if rejected > _MAX_REJECTIONS:
+                raise ValueError(f"synthetic-v2 spec: too few distinct {gen.family} scenes for disjoint splits; "
+                                 "lower train_images / eval_images")
+            continue
+        rejected = 0
+        prompt, answers = gen.ask(scene, rng)
+        if alt_rng is not None and gen.alt is not None:
+            answers = [gen.alt(scene, alt_rng)]
+        examples.append(Example(scene, prompt, tuple(answers)))
+    return examples
+
+
+def draw_suite(spec: SyntheticV2Spec) -> dict[str, dict[str, list[Example]]]:
+    """Every split's examples (split -> task -> examples), drawn but not rendered."""
+    taken: dict[str, set[tuple]] = {g.family: set() for g in GENERATORS.values()}
+    suite: dict[str, dict[str, list[Example]]] = {}
+    # held-out splits first, so they do not move when train_images or caption_style changes
+    for split in ("test", "validation", "train"):
+        suite[split] = {}
+        for gen in GENERATORS.values():
+            suite[split][gen.task(split)] = _draw_task(spec, split, gen, taken[gen.family])
+        # keys join `taken` only after the whole split: disjointness is between splits, not within one
+        for gen in GENERATORS.values():
+            taken[gen.family].update(e.scene.key for e in suite[split][gen.task(split)])
+    return {split: suite[split] for split in SPLITS}
+
+
+def _generate_suite(spec: SyntheticV2Spec) -> datasets.DatasetDict:
+    """Draw and render every split of the suite in memory."""
+    splits: dict[str, datasets.Dataset] = {}
+    for split, tasks in draw_suite(spec).items():
+        columns: dict[str, list] = {name: [] for name in FEATURES}
+        for gen in GENERATORS.values():
+            task = gen.task(split)
+            for index, example in enumerate(tasks[task]):
+                image = gen.render(example.scene, spec.canvas)
+                columns["image_id"].append(f"{split}-{task}-{index:06d}")
+                columns["image"].append({"bytes": v1._png(image), "path": None})
+                columns["task"].append(task)
+                columns["prompt"].append(example.prompt)
+                columns["answers"].append(list(example.answers))
+                columns["answer"].append(example.answers[0])
+        splits[split] = datasets.Dataset.from_dict(columns, features=FEATURES)
+    return datasets.DatasetDict(splits)
+
+
+def cache_path(spec: SyntheticV2Spec, cache_dir: str | os.PathLike) -> Path:
+    """Directory under `cache_dir` where the suite for `spec` is stored."""
+    return Path(cache_dir) / f"{SUITE_VERSION}-{spec.digest()}"
+
+
+def load_synthetic_v2(spec: SyntheticV2Spec, cache_dir: str | os.PathLike) -> datasets.DatasetDict:
+    """The v2 suite for `spec`, generated once and then loaded from `cache_dir`."""
+    target = cache_path(spec, cache_dir)
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        suite = _generate_suite(spec)
+        # build beside the target and rename into place: a crash never leaves a loadable half-cache
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+        try:
+            suite.save_to_disk(str(tmp / "suite"))
+            try:
+                os.replace(tmp / "suite", target)
+            except OSError:
+                if not target.exists():  # another process winning the race is fine; anything else is not
+                    raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return datasets.load_from_disk(str(target))
