@@ -154,10 +154,10 @@ def test_csv_columns_and_format(tmp_path: Path) -> None:
     assert header == (
         "arm,is_control,n_planned,n_done,n_failed,vqa_mean,vqa_std,vqa_delta,ocr_mean,ocr_std,"
         "ocr_delta,avg_mean,avg_std,avg_delta,params_total,params_trainable,"
-        "visual_tokens_per_image,train_seconds_mean"
+        "visual_tokens_per_image,sequence_tokens_per_image,visual_tokens_per_image_eval,train_seconds_mean"
     )
     assert control == ("perceiver,True,2,2,0,75.0000,7.0711,,45.0000,7.0711,,60.0000,7.0711,,"
-                       "8300000000,740000000,64,10.5000")
+                       "8300000000,740000000,64,,,10.5000")
     assert linear.startswith("linear,False,2,2,0,55.0000,7.0711,-20.0000,")
     assert "\r" not in text and text.endswith("\n")
 
@@ -197,3 +197,18 @@ def test_only_axes_with_a_plan_get_tables(tmp_path: Path) -> None:
 )
 def test_human_count(count: int, text: str) -> None:
     assert human_count(count) == text
+
+
+def test_committed_tables_regenerate_byte_identically_from_committed_records(tmp_path: Path) -> None:
+    """results/tables is exactly what results/runs gives: `make tables` on a fresh clone changes nothing."""
+    import shutil
+
+    repo_results = Path(__file__).resolve().parents[1] / "results"
+    shutil.copytree(repo_results / "runs", tmp_path / "runs")
+    written = write_tables(tmp_path)
+    assert written, "the repository commits at least one ablation's records"
+    for path in written:
+        assert path.read_bytes() == (repo_results / "tables" / path.name).read_bytes(), path.name
+    # Cross-attention puts one token per image in the LM sequence: the architecture table shows it.
+    architecture = (tmp_path / "tables" / "architecture.md").read_text()
+    assert "LM tokens" in architecture and "| 64 | 1 |" in architecture

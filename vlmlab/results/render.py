@@ -18,6 +18,8 @@ MINUS = "\u2212"  # a real minus sign, the width of "+", so columns of deltas li
 UNKNOWN = "\u2013"  # en dash: a value that no finished run reports
 MARK = "*"
 COST_HEADERS = ("params", "trainable", "visual tokens", "train s", "seeds")
+# Token columns that appear only when some arm's value differs from its visual tokens per image.
+OPTIONAL_TOKENS = (("LM tokens", "sequence_tokens_per_image"), ("eval tokens", "visual_tokens_per_image_eval"))
 
 
 def markdown_from_summary(
@@ -43,7 +45,8 @@ def csv_from_summary(plan: dict[str, Any], summary: pd.DataFrame) -> str:
     columns = ["arm", "is_control", "n_planned", "n_done", "n_failed"]
     for key in [*plan["ablation"]["metrics"], "avg"]:
         columns += [f"{key}_mean", f"{key}_std", f"{key}_delta"]
-    columns += ["params_total", "params_trainable", "visual_tokens_per_image", "train_seconds_mean"]
+    columns += ["params_total", "params_trainable", "visual_tokens_per_image", "sequence_tokens_per_image",
+                "visual_tokens_per_image_eval", "train_seconds_mean"]
     return summary[columns].to_csv(
         index=False, float_format="%.4f", lineterminator="\n", na_rep=""
     )
@@ -79,6 +82,10 @@ def _caption(ablation: dict[str, Any], summary: pd.DataFrame) -> str:
         "params / trainable: total and trainable parameters; visual tokens: per image; "
         "train s: mean training time in seconds; seeds: finished/planned.",
     ]
+    meaning = {"LM tokens": "LM tokens: tokens an image takes in the language model's sequence (1 under "
+                            "cross-attention, whose blocks attend to the visual tokens)",
+               "eval tokens": "eval tokens: visual tokens per image at evaluation (image splitting at inference)"}
+    lines += [meaning[header] + "." for header, _ in _optional_token_columns(summary)]
     control = summary[summary["is_control"]].iloc[0]
     if control["n_done"] == 0:
         lines.append(f"The control arm has no finished run ({control['status']}), so no Δ is given.")
@@ -88,11 +95,15 @@ def _caption(ablation: dict[str, Any], summary: pd.DataFrame) -> str:
 def _table(ablation: dict[str, Any], summary: pd.DataFrame) -> str:
     """The Markdown table itself: one row per arm."""
     keys = [*ablation["metrics"], "avg"]
-    header = [ablation["name"], *ablation["metrics"], "Avg.", *COST_HEADERS]
+    extra = _optional_token_columns(summary)
+    costs = [*COST_HEADERS[:3], *(header for header, _ in extra), *COST_HEADERS[3:]]
+    header = [ablation["name"], *ablation["metrics"], "Avg.", *costs]
     lines = [_line(header), _line([":---"] + ["---:"] * (len(header) - 1))]
     for _, row in summary.iterrows():
         name = f"{row['arm']} (control)" if row["is_control"] else row["arm"]
-        cells = [name, *(_score_cell(row, key) for key in keys), *_cost_cells(row)]
+        cells = _cost_cells(row)
+        cells[3:3] = [_count(row[key]) for _, key in extra]
+        cells = [name, *(_score_cell(row, key) for key in keys), *cells]
         lines.append(_line(cells))
     return "\n".join(lines)
 
@@ -114,6 +125,18 @@ def _score_cell(row: pd.Series, key: str) -> str:
     if not pd.isna(delta):
         text += f" ({_signed(delta)})" + (MARK if row[f"{key}_marked"] else "")
     return text
+
+
+def _optional_token_columns(summary: pd.DataFrame) -> list[tuple[str, str]]:
+    """The (header, key) of each optional token column whose values differ from the visual tokens somewhere."""
+    visual = summary["visual_tokens_per_image"]
+    return [(header, key) for header, key in OPTIONAL_TOKENS
+            if key in summary and ((summary[key] != visual) & summary[key].notna()).any()]
+
+
+def _count(value: Any) -> str:
+    """An integer cell, or the unknown mark."""
+    return UNKNOWN if pd.isna(value) else str(int(value))
 
 
 def _cost_cells(row: pd.Series) -> list[str]:

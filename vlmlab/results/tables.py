@@ -22,7 +22,12 @@ from vlmlab.results.render import csv_from_summary, markdown_from_summary
 
 log = logging.getLogger(__name__)
 
-COST_KEYS = ("params_total", "params_trainable", "visual_tokens_per_image")
+COST_KEYS = (
+    "params_total", "params_trainable", "visual_tokens_per_image",
+    # Tokens the image takes in the LM sequence (1 under cross-attention), and visual tokens at evaluation
+    # (more with image splitting at inference): shown only in tables where they differ from visual tokens.
+    "sequence_tokens_per_image", "visual_tokens_per_image_eval",
+)
 
 
 @dataclass(frozen=True)
