@@ -19,12 +19,21 @@ SequenceTokens = Callable[[list[tuple[int, int]]], int]
 
 @dataclass
 class Example:
-    """One (image, question, answer) sample with its image already resized to uint8 pixels."""
+    """One (image, question, answer) sample with its image already resized to uint8 pixels.
+
+    `answer` is the training target; `references` are what a prediction is scored against
+    (ten annotators' answers, five captions, ...), the target alone when the dataset has no others.
+    """
 
     pixels: torch.Tensor
     task: str
     prompt: str
     answer: str
+    references: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.references:
+            self.references = (self.answer,)
 
 
 class VLMCollator:

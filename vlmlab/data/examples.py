@@ -13,7 +13,10 @@ from vlmlab.data.images import ImageProcessor
 def split_examples(split: datasets.Dataset, images: ImageProcessor, tasks: Sequence[str] | None = None) -> list[Example]:
     """Examples of `split` (only `tasks` if given), decoding each distinct image once."""
     raw = split.cast_column("image", datasets.Image(decode=False))
-    columns = raw.select_columns(["image_id", "task", "prompt", "answer"]).to_dict()
+    # Suites with several references per sample (synthetic v2, hub benchmarks) have an `answers` column.
+    names = ["image_id", "task", "prompt", "answer"] + (["answers"] if "answers" in raw.column_names else [])
+    columns = raw.select_columns(names).to_dict()
+    references = columns.get("answers") or [()] * len(columns["image_id"])
     pixels: dict[str, object] = {}
     keep = set(tasks) if tasks is not None else None
     examples = []
@@ -22,5 +25,6 @@ def split_examples(split: datasets.Dataset, images: ImageProcessor, tasks: Seque
             continue
         if image_id not in pixels:
             pixels[image_id] = images.to_uint8(raw[i]["image"])
-        examples.append(Example(pixels[image_id], columns["task"][i], columns["prompt"][i], columns["answer"][i]))
+        examples.append(Example(pixels[image_id], columns["task"][i], columns["prompt"][i], columns["answer"][i],
+                                tuple(references[i])))
     return examples

@@ -101,6 +101,21 @@ class SyntheticSpec:
         fields = {k: int(v) for k, v in dataclasses.asdict(self).items()}
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
 
+    # The suite interface the run uses (shared with SyntheticV2Spec): version, load, metric per task.
+    version = SUITE_VERSION
+
+    def load(self, cache_dir: str | os.PathLike) -> datasets.DatasetDict:
+        """The suite, generated once and cached under `cache_dir`."""
+        return load_synthetic_suite(self, cache_dir)
+
+    def task_metrics(self) -> dict[str, str]:
+        """Metric name of each task that can be evaluated: exact match everywhere in v1."""
+        return {task: "exact_match" for task in TASKS}
+
+    def train_tasks(self) -> tuple[str, ...]:
+        """Tasks of the training split (what a data mixture can weight)."""
+        return TASKS
+
 
 @dataclass(frozen=True)
 class Scene:

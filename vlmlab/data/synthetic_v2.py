@@ -142,6 +142,21 @@ class SyntheticV2Spec:
         fields = {k: v if isinstance(v, str) else int(v) for k, v in dataclasses.asdict(self).items()}
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
 
+    # The suite interface the run uses (shared with SyntheticSpec): version, load, metric per task.
+    version = SUITE_VERSION
+
+    def load(self, cache_dir: str | os.PathLike) -> datasets.DatasetDict:
+        """The suite, generated once and cached under `cache_dir`."""
+        return load_synthetic_v2(self, cache_dir)
+
+    def task_metrics(self) -> dict[str, str]:
+        """Metric name of each benchmark (the evaluation tasks)."""
+        return {name: info.metric for name, info in BENCHMARKS.items()}
+
+    def train_tasks(self) -> tuple[str, ...]:
+        """Tasks of the training split (what a data mixture can weight)."""
+        return TRAIN_TASKS
+
 
 @dataclass(frozen=True)
 class Example:

@@ -39,6 +39,7 @@ def run_job(cfg: DictConfig) -> str:
     log.info("%s/%s seed %s (%s): training", axis, arm, cfg.seed, rid)
     _quiet_libraries()
     run_dir = Path(cfg.paths.output_dir) / "runs" / axis / rid  # checkpoints and logs: not committed
+    dataset_version = None
     record = {
         "schema_version": SCHEMA_VERSION, "run_id": rid, "ablation": {"name": axis, "arm": arm}, "seed": cfg.seed,
         "config": OmegaConf.to_container(cfg, resolve=True), "metrics": {}, "cost": {}, "error": None,
@@ -48,6 +49,7 @@ def run_job(cfg: DictConfig) -> str:
 
         outcome = train_and_evaluate(cfg, run_dir, rid)
         record.update(status="done", metrics=outcome.metrics, cost=outcome.cost)
+        dataset_version = outcome.dataset_version
     except Exception as err:  # a failing arm gets its record and the sweep moves on
         log.error("%s/%s seed %s (%s) failed: %s: %s", axis, arm, cfg.seed, rid, type(err).__name__, err)
         record.update(status="diverged" if isinstance(err, DivergedError) else "failed", error={
@@ -55,7 +57,7 @@ def run_job(cfg: DictConfig) -> str:
         })
     finally:
         _finish_wandb()
-    record["provenance"] = provenance()
+    record["provenance"] = provenance() | {"dataset_version": dataset_version}
     curve = run_dir / "metrics.csv"
     if curve.exists():  # the loss curve travels with the record, so tables and plots need only results/
         atomic_write_text(record_path(results, axis, arm, rid).with_suffix(".metrics.csv"), curve.read_text())

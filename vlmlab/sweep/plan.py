@@ -7,7 +7,6 @@ from dataclasses import dataclass
 
 from omegaconf import DictConfig
 
-from vlmlab.data.synthetic import TASKS
 from vlmlab.errors import ConfigError
 from vlmlab.models.build import check_model_config, instantiate_group
 from vlmlab.sweep.ablation import AblationError, AblationSpec, PlannedRun
@@ -39,12 +38,19 @@ def _check(cfg: DictConfig) -> None:
     """Refuse values that cannot work, naming the key: builds the model on the meta device (no weights)."""
     if cfg.trainer.max_steps <= 0:
         raise ConfigError("trainer.max_steps", f"must be positive, got {cfg.trainer.max_steps}")
-    unknown = sorted(set(cfg.eval.tasks) - set(TASKS))
-    if unknown:
-        raise ConfigError("eval.tasks", f"unknown task(s) {', '.join(unknown)}; the suite's tasks are {', '.join(TASKS)}")
+    suite = instantiate_group("data.suite", cfg.data.suite)
+    known = suite.task_metrics()
+    if unknown := sorted(set(cfg.eval.tasks or ()) - set(known)):
+        raise ConfigError("eval.tasks", f"unknown task(s) {', '.join(unknown)}; {suite.version} has {', '.join(known)}")
+    mixture = cfg.data.get("mixture") or {}
+    if unknown := sorted(set(mixture) - set(suite.train_tasks())):
+        raise ConfigError("data.mixture", f"unknown training task(s) {', '.join(unknown)}; {suite.version} trains "
+                          f"on {', '.join(suite.train_tasks())}")
+    if mixture and not any(float(w) > 0 for w in mixture.values()):
+        raise ConfigError("data.mixture", "every weight is 0: nothing to train on")
     images = instantiate_group("data.image", cfg.data.image, _convert_="all")
     model = check_model_config(cfg.model, images.tower_size)
-    images.check(model.vision, cfg.data.suite.canvas)
+    images.check(model.vision, suite.canvas)
 
 
 def plan_sweep(spec: AblationSpec, compose: Compose, extra: tuple[str, ...] = ()) -> list[Job]:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Mapping
+
 import lightning as L
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, WeightedRandomSampler
 
 from vlmlab.data.collate import Example, VLMCollator
 
@@ -14,11 +17,14 @@ class VLMDataModule(L.LightningDataModule):
 
     def __init__(
         self, train: list[Example], val: list[Example], collator: VLMCollator, batch_size: int, seed: int,
-        num_workers: int = 0,
+        num_workers: int = 0, mixture: Mapping[str, float] | None = None,
     ) -> None:
         super().__init__()
         if batch_size <= 0:
             raise ValueError(f"data.batch_size must be positive, got {batch_size}")
+        self.mixture = {task: float(w) for task, w in mixture.items() if w > 0} if mixture else None
+        if self.mixture is not None:
+            train = [ex for ex in train if ex.task in self.mixture]
         self.train_examples, self.val_examples = train, val
         self.collator = collator
         self.batch_size = batch_size
@@ -27,8 +33,17 @@ class VLMDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         generator = torch.Generator().manual_seed(self.seed)  # the run's seed fixes the data order too
+        if self.mixture is None:
+            return DataLoader(
+                self.train_examples, batch_size=self.batch_size, shuffle=True, drop_last=True, generator=generator,
+                collate_fn=self.collator.train_batch, num_workers=self.num_workers,
+            )
+        # A mixture weights tasks, not rows: each task's share of the samples is its weight's share.
+        sizes = Counter(ex.task for ex in self.train_examples)
+        weights = [self.mixture[ex.task] / sizes[ex.task] for ex in self.train_examples]
+        sampler = WeightedRandomSampler(weights, num_samples=len(weights), replacement=True, generator=generator)
         return DataLoader(
-            self.train_examples, batch_size=self.batch_size, shuffle=True, drop_last=True, generator=generator,
+            self.train_examples, batch_size=self.batch_size, sampler=sampler, drop_last=True,
             collate_fn=self.collator.train_batch, num_workers=self.num_workers,
         )
 

@@ -19,7 +19,7 @@ from transformers import PreTrainedTokenizerBase
 from vlmlab.data.collate import Example, VLMCollator
 from vlmlab.data.examples import split_examples
 from vlmlab.data.images import ImageProcessor
-from vlmlab.data.synthetic import SyntheticSpec, load_synthetic_suite
+from vlmlab.data.suite import Suite
 from vlmlab.data.tokenizer import IMAGE_TOKEN, pretrained_tokenizer, synthetic_tokenizer
 from vlmlab.eval.harness import evaluate, limit_per_task
 from vlmlab.models.build import build_vlm, count_parameters
@@ -35,21 +35,22 @@ class RunOutcome:
     metrics: dict[str, float]
     cost: dict[str, float | int]
     predictions: list[dict[str, str]]
+    dataset_version: str
 
 
 # The caches below are what lets a sweep build its dataset, tokenizer and processed images once for all runs.
 @functools.lru_cache(maxsize=4)
-def _suite(spec: SyntheticSpec, cache_dir: str) -> datasets.DatasetDict:
-    return load_synthetic_suite(spec, cache_dir)
+def _suite(spec: Suite, cache_dir: str) -> datasets.DatasetDict:
+    return spec.load(cache_dir)
 
 
 @functools.lru_cache(maxsize=16)
-def _examples(spec: SyntheticSpec, cache_dir: str, images: ImageProcessor, split: str) -> list[Example]:
+def _examples(spec: Suite, cache_dir: str, images: ImageProcessor, split: str) -> list[Example]:
     return split_examples(_suite(spec, cache_dir)[split], images)
 
 
 @functools.lru_cache(maxsize=8)
-def _tokenizer(spec: SyntheticSpec, cache_dir: str, template: str, pretrained: str | None) -> PreTrainedTokenizerBase:
+def _tokenizer(spec: Suite, cache_dir: str, template: str, pretrained: str | None) -> PreTrainedTokenizerBase:
     if pretrained is not None:
         return pretrained_tokenizer(pretrained)
     train = _suite(spec, cache_dir)["train"]
@@ -67,7 +68,7 @@ def _mean_tokens(count, images: ImageProcessor, examples: list[Example], trainin
 
 def train_and_evaluate(cfg: DictConfig, run_dir: Path, run_id: str) -> RunOutcome:
     """Train the configured VLM (resuming from `run_dir`'s last checkpoint if any), then evaluate it."""
-    spec: SyntheticSpec = instantiate(cfg.data.suite)
+    spec: Suite = instantiate(cfg.data.suite)
     images: ImageProcessor = instantiate(cfg.data.image, _convert_="all")
     cache_dir = str(cfg.paths.cache_dir)
     tokenizer = _tokenizer(spec, cache_dir, cfg.data.prompt_template, cfg.model.lm.get("pretrained"))
@@ -77,7 +78,7 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, run_id: str) -> RunOutcom
     collator = VLMCollator(tokenizer, images, model.sequence_tokens, cfg.data.prompt_template)
     datamodule = VLMDataModule(
         _examples(spec, cache_dir, images, "train"), _examples(spec, cache_dir, images, "validation"),
-        collator, cfg.data.batch_size, cfg.seed, cfg.data.num_workers,
+        collator, cfg.data.batch_size, cfg.seed, cfg.data.num_workers, cfg.data.get("mixture"),
     )
     module = VLMTrainingModule(model, cfg.optim, cfg.trainer.max_steps)
     checkpoints = ModelCheckpoint(
@@ -92,9 +93,10 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, run_id: str) -> RunOutcom
     train_seconds = time.perf_counter() - started
 
     test = limit_per_task(_examples(spec, cache_dir, images, cfg.eval.split), cfg.eval.limit_per_task)
-    test = [ex for ex in test if ex.task in set(cfg.eval.tasks)]
+    tasks = set(cfg.eval.tasks or spec.task_metrics())  # null: every benchmark the suite scores
+    test = [ex for ex in test if ex.task in tasks]
     started = time.perf_counter()
-    result = evaluate(model, collator, test, cfg.eval.batch_size, cfg.eval.max_new_tokens)
+    result = evaluate(model, collator, test, cfg.eval.batch_size, cfg.eval.max_new_tokens, spec.task_metrics())
     eval_seconds = time.perf_counter() - started
     for logger in trainer.loggers:
         logger.log_metrics({f"test/{task}": score for task, score in result.scores.items()}, step=trainer.global_step)
@@ -112,4 +114,4 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, run_id: str) -> RunOutcom
         "train_samples_per_second": round(samples / train_seconds, 2) if train_seconds > 0 else None,
         "eval_samples": result.samples,
     }
-    return RunOutcome(metrics=result.scores, cost=cost, predictions=result.predictions)
+    return RunOutcome(metrics=result.scores, cost=cost, predictions=result.predictions, dataset_version=spec.version)

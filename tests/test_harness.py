@@ -1,0 +1,59 @@
+"""Scoring per benchmark metric, data mixtures, and suites with several references per sample."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+import torch
+
+from vlmlab.data.collate import Example
+from vlmlab.data.examples import split_examples
+from vlmlab.data.images import SquareResize
+from vlmlab.data.synthetic_v2 import BENCHMARKS, SyntheticV2Spec
+from vlmlab.eval.harness import score
+from vlmlab.train.datamodule import VLMDataModule
+
+
+def test_each_metric_scores_in_percent():
+    assert score("exact_match", ["Cat", "dog"], [("cat",), ("cat",)]) == 50.0
+    # Annotators who disagree make the official scorer normalise: "two" becomes "2" and matches 9 of 10.
+    assert score("vqa_accuracy", ["two"], [("2",) * 9 + ("3",)]) == 100.0
+    assert score("vqa_accuracy", ["two"], [("2",) * 10]) == 0.0  # the official quirk: unanimous answers, no normalising
+    assert score("anls", ["cot"], [("cat",)]) == pytest.approx(100 * (1 - 1 / 3))
+    refs = [("a red circle",), ("a blue square",)]
+    assert score("cider", ["a red circle", "a blue square"], refs) > score("cider", ["a blue square", "a red circle"], refs)
+    with pytest.raises(KeyError, match="exact_match"):
+        score("nosuch", ["x"], [("x",)])
+
+
+def example(task: str) -> Example:
+    return Example(torch.zeros(3, 8, 8, dtype=torch.uint8), task, "q", "a")
+
+
+class _Collator:
+    def train_batch(self, examples):
+        return [ex.task for ex in examples]
+
+
+def test_a_mixture_weights_tasks_not_rows_and_drops_zero_weights():
+    train = [example("caption")] * 300 + [example("ocr")] * 100 + [example("vqa")] * 50
+    dm = VLMDataModule(train, [], _Collator(), batch_size=10, seed=0, mixture={"caption": 1.0, "ocr": 3.0, "vqa": 0})
+    drawn = Counter(task for batch in dm.train_dataloader() for task in batch)
+    assert "vqa" not in drawn
+    assert 2.2 < drawn["ocr"] / drawn["caption"] < 4.0  # 3:1 by weight although captions are 3x more numerous
+
+
+def test_no_mixture_keeps_the_plain_shuffle():
+    train = [example("a")] * 7 + [example("b")] * 9
+    dm = VLMDataModule(train, [], _Collator(), batch_size=4, seed=0)
+    assert sorted(task for batch in dm.train_dataloader() for task in batch) == sorted(["a"] * 7 + ["b"] * 9)
+
+
+def test_suite_v2_examples_carry_every_reference(cache_dir):
+    spec = SyntheticV2Spec(train_images=5, eval_images=4, canvas=64)
+    test = split_examples(spec.load(cache_dir)["test"], SquareResize(size=32))
+    by_task = {ex.task: ex for ex in test}
+    assert set(by_task) == set(BENCHMARKS) == set(spec.task_metrics())
+    assert len(by_task["synth_vqa"].references) == 10 and len(by_task["synth_caption"].references) == 5
+    assert by_task["synth_vqa"].references[0] == by_task["synth_vqa"].answer
