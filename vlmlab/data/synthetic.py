@@ -16,14 +16,14 @@ import hashlib
 import io
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+
+from vlmlab.data.cache import build_once
 
 SUITE_VERSION: str = "synthetic-v1"
 TASKS: tuple[str, ...] = ("count", "color", "shape", "text", "caption")
@@ -266,19 +266,5 @@ def cache_path(spec: SyntheticSpec, cache_dir: str | os.PathLike) -> Path:
 
 def load_synthetic_suite(spec: SyntheticSpec, cache_dir: str | os.PathLike) -> datasets.DatasetDict:
     """The suite for `spec`, generated once and then loaded from `cache_dir`."""
-    target = cache_path(spec, cache_dir)
-    if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        suite = _generate_suite(spec)
-        # build beside the target and rename into place: a crash never leaves a loadable half-cache
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-        try:
-            suite.save_to_disk(str(tmp / "suite"))
-            try:
-                os.replace(tmp / "suite", target)
-            except OSError:
-                if not target.exists():  # another process winning the race is fine; anything else is not
-                    raise
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+    target = build_once(cache_path(spec, cache_dir), lambda path: _generate_suite(spec).save_to_disk(str(path)))
     return datasets.load_from_disk(str(target))

@@ -21,8 +21,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +32,7 @@ from PIL import Image
 
 from vlmlab.data import scenes_v2 as sc
 from vlmlab.data import synthetic as v1
+from vlmlab.data.cache import build_once
 from vlmlab.data.scenes_v2 import Grid, alt_caption, caption_references, vqa_question
 
 SUITE_VERSION: str = "synthetic-v2"
@@ -236,19 +235,5 @@ def cache_path(spec: SyntheticV2Spec, cache_dir: str | os.PathLike) -> Path:
 
 def load_synthetic_v2(spec: SyntheticV2Spec, cache_dir: str | os.PathLike) -> datasets.DatasetDict:
     """The v2 suite for `spec`, generated once and then loaded from `cache_dir`."""
-    target = cache_path(spec, cache_dir)
-    if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        suite = _generate_suite(spec)
-        # build beside the target and rename into place: a crash never leaves a loadable half-cache
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-        try:
-            suite.save_to_disk(str(tmp / "suite"))
-            try:
-                os.replace(tmp / "suite", target)
-            except OSError:
-                if not target.exists():  # another process winning the race is fine; anything else is not
-                    raise
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+    target = build_once(cache_path(spec, cache_dir), lambda path: _generate_suite(spec).save_to_disk(str(path)))
     return datasets.load_from_disk(str(target))

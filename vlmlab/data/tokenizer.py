@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
+
+from vlmlab.data.cache import build_once
 
 IMAGE_TOKEN = "<image>"
 SPECIAL_TOKENS = {"pad_token": "<pad>", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
@@ -34,18 +34,7 @@ def synthetic_tokenizer(corpus: Iterable[str], cache_dir: str | os.PathLike, voc
     """The tokenizer trained on `corpus`, saved once with `save_pretrained` and loaded with `from_pretrained`."""
     texts = sorted(set(corpus))
     digest = hashlib.sha256("\n".join([str(vocab_size), *texts]).encode()).hexdigest()[:12]
-    path = Path(cache_dir) / f"tokenizer-{digest}"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".tokenizer-", dir=path.parent))
-        try:
-            _train(texts, vocab_size).save_pretrained(staging)
-            os.replace(staging, path)
-        except OSError:
-            if not path.exists():  # a concurrent builder did not win the race either
-                raise
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+    path = build_once(Path(cache_dir) / f"tokenizer-{digest}", lambda out: _train(texts, vocab_size).save_pretrained(out))
     return AutoTokenizer.from_pretrained(path)
 
 

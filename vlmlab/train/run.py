@@ -10,7 +10,6 @@ from pathlib import Path
 
 import datasets
 import lightning as L
-import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig
