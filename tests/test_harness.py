@@ -57,3 +57,30 @@ def test_suite_v2_examples_carry_every_reference(cache_dir):
     assert set(by_task) == set(BENCHMARKS) == set(spec.task_metrics())
     assert len(by_task["synth_vqa"].references) == 10 and len(by_task["synth_caption"].references) == 5
     assert by_task["synth_vqa"].references[0] == by_task["synth_vqa"].answer
+
+
+def test_k_shot_contexts_are_same_task_fixed_by_seed_and_laid_out_before_the_query(tmp_path):
+    from vlmlab.data.collate import VLMCollator
+    from vlmlab.data.tokenizer import synthetic_tokenizer
+    from vlmlab.eval.harness import truncate_at, with_context
+
+    pool = [Example(torch.full((3, 8, 8), i, dtype=torch.uint8), task, "q", f"{task}{i}")
+            for i in range(6) for task in ("count", "color")]
+    queries = [example("count"), example("color")]
+    first, again = with_context(queries, pool, 2, seed=0), with_context(queries, pool, 2, seed=0)
+    assert [c.answer for c in first[0].context] == [c.answer for c in again[0].context]
+    assert all(c.task == q.task for q in first for c in q.context) and len(first[1].context) == 2
+    assert with_context(queries, pool, 0, seed=0) == queries
+    with pytest.raises(ValueError, match="eval.shots=9"):
+        with_context(queries, pool, 9, seed=0)
+
+    tokenizer = synthetic_tokenizer(["question: q answer:", " a", *(" " + ex.answer for ex in pool)], tmp_path)
+    collator = VLMCollator(tokenizer, SquareResize(size=8), lambda shapes: 2 * len(shapes), "question: {prompt} answer:")
+    batch = collator.generation_batch(first)
+    ids = batch["input_ids"][0].tolist()
+    assert ids.count(collator.image_token_id) == 2 * 3, "two context images and the query's"
+    assert ids.count(tokenizer.eos_token_id) == 2, "each in-context answer ends with eos"
+    text = tokenizer.decode(ids, skip_special_tokens=True)
+    assert text.strip().endswith("answer:") and first[0].context[0].answer in text.replace(" ", "")
+    assert len(batch["pixel_values"][0]) == 3, "views of every image of the sample, in order"
+    assert truncate_at(" 3 question: q answer: 4", ("\n", "question:")) == "3"

@@ -30,6 +30,7 @@ class Example:
     prompt: str
     answer: str
     references: tuple[str, ...] = ()
+    context: tuple["Example", ...] = ()  # in-context (k-shot) examples shown, with answers, before this one
 
     def __post_init__(self) -> None:
         if not self.references:
@@ -48,10 +49,13 @@ class VLMCollator:
         self.template = template
         self.image_token_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
 
-    def _prompt_ids(self, example: Example, views: list[torch.Tensor]) -> list[int]:
+    def _turn_ids(self, example: Example, views: list[torch.Tensor]) -> list[int]:
         placeholders = self.sequence_tokens([tuple(v.shape[-2:]) for v in views])
         text_ids = self.tokenizer(self.template.format(prompt=example.prompt), add_special_tokens=False).input_ids
-        return [self.tokenizer.bos_token_id, *([self.image_token_id] * placeholders), *text_ids]
+        return [*([self.image_token_id] * placeholders), *text_ids]
+
+    def _prompt_ids(self, example: Example, views: list[torch.Tensor]) -> list[int]:
+        return [self.tokenizer.bos_token_id, *self._turn_ids(example, views)]
 
     def _answer_ids(self, example: Example) -> list[int]:
         # The leading space makes the answer tokenize as it would follow the prompt in running text.
@@ -85,10 +89,21 @@ class VLMCollator:
             "pixel_values": self._pixels(views),
         }
 
+    def _few_shot(self, example: Example) -> tuple[list[int], list[torch.Tensor]]:
+        """[bos] then, per in-context example, its image, question and answer; then the query's image and question."""
+        ids, views = [self.tokenizer.bos_token_id], []
+        for shot in (*example.context, example):
+            shot_views = self.images.views(shot.pixels, training=False)
+            ids += self._turn_ids(shot, shot_views)
+            if shot is not example:  # each shot ends as every training sequence does: answer, then eos
+                ids += self._answer_ids(shot)
+            views += shot_views  # one image's views after another, in the order of their placeholders
+        return ids, views
+
     def generation_batch(self, examples: list[Example]) -> dict:
-        """Left-padded prompts, so every row's continuation starts at the same position."""
-        views = [self.images.views(ex.pixels, training=False) for ex in examples]
-        ids = [self._prompt_ids(ex, ex_views) for ex, ex_views in zip(examples, views)]
+        """Left-padded prompts (k-shot when examples carry context), so continuations start at one position."""
+        prompts = [self._few_shot(ex) for ex in examples]
+        ids, views = [p[0] for p in prompts], [p[1] for p in prompts]
         return {
             "input_ids": self._pad(ids, self.tokenizer.pad_token_id, left=True),
             "attention_mask": self._pad([[1] * len(r) for r in ids], 0, left=True),

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping
-from dataclasses import dataclass
+import random
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -33,6 +34,32 @@ def limit_per_task(examples: list[Example], limit: int | None) -> list[Example]:
     return kept
 
 
+def with_context(examples: list[Example], pool: list[Example], shots: int, seed: int) -> list[Example]:
+    """Each example with `shots` in-context examples of its task drawn from `pool` (the training split).
+
+    The draw depends only on `seed` and the example's position, so every arm sees the same contexts.
+    """
+    if shots <= 0:
+        return examples
+    by_task: dict[str, list[Example]] = defaultdict(list)
+    for ex in pool:
+        by_task[ex.task].append(ex)
+    out = []
+    for index, ex in enumerate(examples):
+        candidates = by_task.get(ex.task, [])
+        if len(candidates) < shots:
+            raise ValueError(f"eval.shots={shots}: the training split has {len(candidates)} examples of {ex.task}")
+        rng = random.Random(f"{seed}:{index}")
+        out.append(replace(ex, context=tuple(rng.sample(candidates, shots))))
+    return out
+
+
+def truncate_at(text: str, stops: tuple[str, ...]) -> str:
+    """`text` cut at the first stop string (a k-shot model may go on to write the next question)."""
+    cut = min((i for i in (text.find(stop) for stop in stops) if i >= 0), default=len(text))
+    return text[:cut].strip()
+
+
 def score(task_metric: str, predictions: list[str], references: list[tuple[str, ...]]) -> float:
     """One task's score in percent: the mean per-sample metric, or corpus-level CIDEr-D."""
     if task_metric == "cider":  # CIDEr's idf comes from the whole corpus of references: not a per-sample mean
@@ -47,6 +74,8 @@ def evaluate(
     metrics: Mapping[str, str],
 ) -> EvalResult:
     """Greedy answers for `examples`, each task scored with `metrics[task]` (a name from vlmlab.eval.metrics)."""
+    # Stop where the template's next turn would begin, and at a line break.
+    stops = ("\n", collator.template.split("{prompt}")[0].strip() or "\n")
     was_training = model.training
     model.eval()
     tokenizer = collator.tokenizer
@@ -59,9 +88,10 @@ def evaluate(
             eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
         )
         for ex, text in zip(chunk, tokenizer.batch_decode(new_tokens, skip_special_tokens=True)):
-            by_task[ex.task][0].append(text.strip())
+            text = truncate_at(text, stops)
+            by_task[ex.task][0].append(text)
             by_task[ex.task][1].append(ex.references)
-            predictions.append({"task": ex.task, "prompt": ex.prompt, "answer": ex.answer, "prediction": text.strip()})
+            predictions.append({"task": ex.task, "prompt": ex.prompt, "answer": ex.answer, "prediction": text})
     model.train(was_training)
     scores = {task: score(metrics[task], preds, refs) for task, (preds, refs) in sorted(by_task.items())}
     return EvalResult(scores=scores, predictions=predictions, samples=len(examples))

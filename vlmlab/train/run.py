@@ -20,7 +20,7 @@ from vlmlab.data.examples import split_examples
 from vlmlab.data.images import ImageProcessor
 from vlmlab.data.suite import Suite
 from vlmlab.data.tokenizer import IMAGE_TOKEN, pretrained_tokenizer, synthetic_tokenizer
-from vlmlab.eval.harness import evaluate, limit_per_task
+from vlmlab.eval.harness import evaluate, limit_per_task, with_context
 from vlmlab.models.build import build_vlm, count_parameters
 from vlmlab.train.datamodule import VLMDataModule
 from vlmlab.train.loggers import build_loggers
@@ -94,6 +94,9 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, run_id: str) -> RunOutcom
     test = limit_per_task(_examples(spec, cache_dir, images, cfg.eval.split), cfg.eval.limit_per_task)
     tasks = set(cfg.eval.tasks or spec.task_metrics())  # null: every benchmark the suite scores
     test = [ex for ex in test if ex.task in tasks]
+    # k-shot evaluation (the paper's ablations are 4-shot): contexts drawn from the training split with a fixed seed.
+    # Read with a default until the v2 defaults land, so that committed run ids stay valid.
+    test = with_context(test, _examples(spec, cache_dir, images, "train"), cfg.eval.get("shots", 0), seed=0)
     started = time.perf_counter()
     result = evaluate(model, collator, test, cfg.eval.batch_size, cfg.eval.max_new_tokens, spec.task_metrics())
     eval_seconds = time.perf_counter() - started
