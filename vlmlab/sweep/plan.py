@@ -9,6 +9,7 @@ from omegaconf import DictConfig
 
 from vlmlab.errors import ConfigError
 from vlmlab.models.build import check_model_config, instantiate_group
+from vlmlab.train.stages import resolve_stages
 from vlmlab.sweep.ablation import AblationError, AblationSpec, PlannedRun
 from vlmlab.sweep.identity import run_id
 
@@ -34,8 +35,8 @@ def _offending_override(spec: AblationSpec, arm: str, compose: Compose) -> str |
     return None
 
 
-def _check(cfg: DictConfig) -> None:
-    """Refuse values that cannot work, naming the key: builds the model on the meta device (no weights)."""
+def _check_stage(cfg: DictConfig) -> None:
+    """Refuse values that cannot work in one stage's config, naming the key (the model is built on meta)."""
     if cfg.trainer.max_steps <= 0:
         raise ConfigError("trainer.max_steps", f"must be positive, got {cfg.trainer.max_steps}")
     suite = instantiate_group("data.suite", cfg.data.suite)
@@ -51,6 +52,18 @@ def _check(cfg: DictConfig) -> None:
     images = instantiate_group("data.image", cfg.data.image, _convert_="all")
     model = check_model_config(cfg.model, images.tower_size)
     images.check(model.vision, suite.canvas)
+
+
+def _check(cfg: DictConfig) -> None:
+    """Refuse values that cannot work, naming the key, in the run's config and in each of its stages."""
+    stages = resolve_stages(cfg)
+    for index, stage in enumerate(stages):
+        try:
+            _check_stage(stage.config)
+        except ConfigError as err:
+            if len(stages) == 1:
+                raise
+            raise ConfigError(f"stages[{index}] ({stage.name}): {err.key}", err.detail, absolute=True) from None
 
 
 def plan_sweep(spec: AblationSpec, compose: Compose, extra: tuple[str, ...] = ()) -> list[Job]:

@@ -53,3 +53,44 @@ def build_loggers(cfg: DictConfig, run_dir: Path, run_id: str) -> list[Logger]:
             config=flatten(OmegaConf.to_container(cfg, resolve=True)) | {"run_id": run_id},
         ))
     return loggers
+
+
+class StageLogger(Logger):
+    """Forwards to a run-wide logger with steps offset by the earlier stages' steps, so a multi-stage run
+    has one continuous curve (each stage's Trainer counts its steps from zero)."""
+
+    def __init__(self, inner: Logger, offset: int, stage: str) -> None:
+        super().__init__()
+        self.inner, self.offset, self.stage = inner, offset, stage
+
+    @property
+    def name(self) -> str | None:
+        return self.inner.name
+
+    @property
+    def version(self) -> int | str | None:
+        return self.inner.version
+
+    @property
+    def save_dir(self) -> str | None:
+        return self.inner.save_dir
+
+    @property
+    def log_dir(self) -> str | None:
+        return getattr(self.inner, "log_dir", None)
+
+    @property
+    def experiment(self) -> Any:
+        return self.inner.experiment
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        self.inner.log_metrics(metrics, None if step is None else step + self.offset)
+
+    def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
+        self.inner.log_hyperparams(params, *args, **kwargs)
+
+    def save(self) -> None:
+        self.inner.save()
+
+    def finalize(self, status: str) -> None:
+        self.inner.save()  # the run's loggers are finalised once, after its last stage

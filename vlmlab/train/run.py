@@ -21,10 +21,12 @@ from vlmlab.data.images import ImageProcessor
 from vlmlab.data.suite import Suite
 from vlmlab.data.tokenizer import IMAGE_TOKEN, pretrained_tokenizer, synthetic_tokenizer
 from vlmlab.eval.harness import evaluate, limit_per_task, with_context
-from vlmlab.models.build import build_vlm, count_parameters
+from vlmlab.models.build import build_vlm, count_parameters, instantiate_group
+from vlmlab.models.vlm import VisionLanguageModel
 from vlmlab.train.datamodule import VLMDataModule
-from vlmlab.train.loggers import build_loggers
+from vlmlab.train.loggers import StageLogger, build_loggers
 from vlmlab.train.module import VLMTrainingModule
+from vlmlab.train.stages import Stage, adaptation_changed, resolve_stages
 
 
 @dataclass
@@ -65,31 +67,71 @@ def _mean_tokens(count, images: ImageProcessor, examples: list[Example], trainin
     return int(mean) if mean == int(mean) else round(mean, 2)
 
 
-def train_and_evaluate(cfg: DictConfig, run_dir: Path, run_id: str) -> RunOutcome:
-    """Train the configured VLM (resuming from `run_dir`'s last checkpoint if any), then evaluate it."""
-    spec: Suite = instantiate(cfg.data.suite)
+def _train_stage(
+    stage: Stage, model: VisionLanguageModel, spec: Suite, tokenizer: PreTrainedTokenizerBase, loggers: list,
+    offset: int, checkpoint_dir: Path,
+) -> tuple[VLMCollator, ImageProcessor, dict]:
+    """Train `model` for one stage (resuming from its last checkpoint if any); its collator, images and cost."""
+    cfg, cache_dir = stage.config, str(stage.config.paths.cache_dir)
     images: ImageProcessor = instantiate(cfg.data.image, _convert_="all")
-    cache_dir = str(cfg.paths.cache_dir)
-    tokenizer = _tokenizer(spec, cache_dir, cfg.data.prompt_template, cfg.model.lm.get("pretrained"))
-
-    L.seed_everything(cfg.seed, workers=True, verbose=False)  # before building: the seed fixes the initial weights
-    model = build_vlm(cfg.model, len(tokenizer), tokenizer.convert_tokens_to_ids(IMAGE_TOKEN), images.tower_size)
     collator = VLMCollator(tokenizer, images, model.sequence_tokens, cfg.data.prompt_template)
     datamodule = VLMDataModule(
         _examples(spec, cache_dir, images, "train"), _examples(spec, cache_dir, images, "validation"),
         collator, cfg.data.batch_size, cfg.seed, cfg.data.num_workers, cfg.data.get("mixture"),
     )
-    module = VLMTrainingModule(model, cfg.optim, cfg.trainer.max_steps)
     checkpoints = ModelCheckpoint(
-        dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0, every_n_train_steps=cfg.checkpoint_every_n_steps
+        dirpath=checkpoint_dir, save_last=True, save_top_k=0, every_n_train_steps=cfg.checkpoint_every_n_steps
     )
     trainer: L.Trainer = instantiate(
-        cfg.trainer, logger=build_loggers(cfg, run_dir, run_id), callbacks=[checkpoints], default_root_dir=run_dir
+        cfg.trainer, logger=[StageLogger(logger, offset, stage.name) for logger in loggers], callbacks=[checkpoints],
+        default_root_dir=checkpoint_dir.parent,
     )
-    last = run_dir / "checkpoints" / "last.ckpt"
+    last = checkpoint_dir / "last.ckpt"
     started = time.perf_counter()
-    trainer.fit(module, datamodule, ckpt_path=last if last.exists() else None)
-    train_seconds = time.perf_counter() - started
+    trainer.fit(VLMTrainingModule(model, cfg.optim, cfg.trainer.max_steps), datamodule,
+                ckpt_path=last if last.exists() else None)
+    seconds = time.perf_counter() - started
+    train = _examples(spec, cache_dir, images, "train")
+    return collator, images, count_parameters(model) | {
+        "stage": stage.name,
+        "train_steps": trainer.global_step,
+        "train_seconds": round(seconds, 3),
+        "train_samples_per_second": round(trainer.global_step * cfg.data.batch_size / seconds, 2) if seconds > 0 else None,
+        "visual_tokens_per_image": _mean_tokens(model.visual_tokens, images, train, training=True),
+        "sequence_tokens_per_image": _mean_tokens(model.sequence_tokens, images, train, training=True),
+    }
+
+
+def _adapt_for_stage(model: VisionLanguageModel, before: Stage, stage: Stage) -> None:
+    """Apply a stage's change of adaptation (freeze, unfreeze, inject adapters) to the trained model."""
+    for component, module_attr in (("vision", ("vision", "encoder")), ("lm", ("lm", "model"))):
+        if adaptation_changed(before.config, stage.config, component):
+            owner = getattr(model, module_attr[0])
+            adaptation = instantiate_group(f"model.adapt.{component}", stage.config.model.adapt[component])
+            setattr(owner, module_attr[1], adaptation.apply(getattr(owner, module_attr[1])))
+
+
+def train_and_evaluate(cfg: DictConfig, run_dir: Path, run_id: str) -> RunOutcome:
+    """Train the configured VLM stage by stage (resuming from the last checkpoints), then evaluate it."""
+    stages = resolve_stages(cfg)
+    first = stages[0].config
+    spec: Suite = instantiate(cfg.data.suite)
+    cache_dir = str(cfg.paths.cache_dir)
+    tokenizer = _tokenizer(spec, cache_dir, cfg.data.prompt_template, cfg.model.lm.get("pretrained"))
+    tower_size = instantiate(first.data.image, _convert_="all").tower_size
+
+    L.seed_everything(cfg.seed, workers=True, verbose=False)  # before building: the seed fixes the initial weights
+    model = build_vlm(first.model, len(tokenizer), tokenizer.convert_tokens_to_ids(IMAGE_TOKEN), tower_size)
+    loggers = build_loggers(cfg, run_dir, run_id)
+    stage_costs: list[dict] = []
+    for index, stage in enumerate(stages):
+        if index:
+            _adapt_for_stage(model, stages[index - 1], stage)
+        # A single-stage run keeps its checkpoints where it always did: resuming works across versions.
+        checkpoint_dir = run_dir / ("checkpoints" if len(stages) == 1 else f"stage{index}-{stage.name}")
+        offset = sum(c["train_steps"] for c in stage_costs)
+        collator, images, stage_cost = _train_stage(stage, model, spec, tokenizer, loggers, offset, checkpoint_dir)
+        stage_costs.append(stage_cost)
 
     test = limit_per_task(_examples(spec, cache_dir, images, cfg.eval.split), cfg.eval.limit_per_task)
     tasks = set(cfg.eval.tasks or spec.task_metrics())  # null: every benchmark the suite scores
@@ -100,20 +142,23 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, run_id: str) -> RunOutcom
     started = time.perf_counter()
     result = evaluate(model, collator, test, cfg.eval.batch_size, cfg.eval.max_new_tokens, spec.task_metrics())
     eval_seconds = time.perf_counter() - started
-    for logger in trainer.loggers:
-        logger.log_metrics({f"test/{task}": score for task, score in result.scores.items()}, step=trainer.global_step)
+    steps = sum(c["train_steps"] for c in stage_costs)
+    for logger in loggers:
+        logger.log_metrics({f"test/{task}": score for task, score in result.scores.items()}, step=steps)
         logger.finalize("success")
 
-    samples = trainer.global_step * cfg.data.batch_size
-    train_examples = _examples(spec, cache_dir, images, "train")
-    cost = count_parameters(model) | {
-        "visual_tokens_per_image": _mean_tokens(model.visual_tokens, images, train_examples, training=True),
+    train_seconds = sum(c["train_seconds"] for c in stage_costs)
+    samples = sum(c["train_steps"] * s.config.data.batch_size for c, s in zip(stage_costs, stages))
+    last = stage_costs[-1]
+    cost = {key: last[key] for key in ("params_total", "params_trainable", "params_by_component",
+                                       "visual_tokens_per_image", "sequence_tokens_per_image")} | {
         "visual_tokens_per_image_eval": _mean_tokens(model.visual_tokens, images, test, training=False),
-        "sequence_tokens_per_image": _mean_tokens(model.sequence_tokens, images, train_examples, training=True),
-        "train_steps": trainer.global_step,
+        "train_steps": steps,
         "train_seconds": round(train_seconds, 3),
         "eval_seconds": round(eval_seconds, 3),
         "train_samples_per_second": round(samples / train_seconds, 2) if train_seconds > 0 else None,
         "eval_samples": result.samples,
     }
+    if len(stages) > 1:
+        cost["stages"] = stage_costs
     return RunOutcome(metrics=result.scores, cost=cost, predictions=result.predictions, dataset_version=spec.version)
