@@ -10,7 +10,7 @@ TORCH ?= torch==2.13.0
 AXIS ?= connector
 ARGS ?=
 
-.PHONY: install sweep tables test test-slow bench clean-outputs
+.PHONY: install sweep tables status test test-slow bench clean-outputs
 
 install: $(STAMP)
 
@@ -27,6 +27,9 @@ sweep: install
 
 tables: install
 	$(BIN)/vlmlab tables
+
+status: install
+	$(BIN)/vlmlab status $(AXIS)
 
 test: install
 	HF_HUB_OFFLINE=1 WANDB_MODE=offline $(BIN)/python -m pytest -q

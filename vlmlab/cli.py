@@ -15,6 +15,7 @@ CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 USAGE = """vlmlab train [key=value ...]     one run of conf/train.yaml with Hydra overrides
 vlmlab sweep AXIS [key=value ...] every (arm, seed) of ablations/AXIS.yaml, then its table
 vlmlab tables                     regenerate every table from results/ alone
+vlmlab status AXIS                every planned run of an ablation: done, running, failed, missing; time left
 vlmlab list                       the ablations in ablations/"""
 
 
@@ -72,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the `vlmlab` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="vlmlab", usage=USAGE)
-    parser.add_argument("command", choices=["train", "sweep", "tables", "list"])
+    parser.add_argument("command", choices=["train", "sweep", "tables", "list", "status"])
     parser.add_argument("--results-dir", default="results")
     parser.add_argument("--ablations-dir", default="ablations")
     args, args.rest = parser.parse_known_args(argv)  # the rest: the axis and Hydra overrides
@@ -86,6 +87,18 @@ def main(argv: list[str] | None = None) -> int:
         from vlmlab.sweep.ablation import available
 
         print("\n".join(available(ablations_dir)))
+        return 0
+    if args.command == "status":
+        from vlmlab.results.records import RecordError
+        from vlmlab.sweep.status import axis_status, render
+
+        if not args.rest:
+            parser.error("status needs an AXIS")
+        try:
+            print(render(args.rest[0], axis_status(results_dir, Path("outputs"), args.rest[0])))
+        except (FileNotFoundError, RecordError) as err:
+            print(f"vlmlab status: no plan for '{args.rest[0]}' in {results_dir}/runs ({err})", file=sys.stderr)
+            return 2
         return 0
     if not args.rest:
         parser.error("sweep needs an AXIS: one of the files in ablations/ (see `vlmlab list`)")

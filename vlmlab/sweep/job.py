@@ -36,7 +36,7 @@ def run_job(cfg: DictConfig) -> str:
     if is_done(results, axis, arm, rid):
         log.info("%s/%s seed %s (%s): done already, skipped", axis, arm, cfg.seed, rid)
         return "skipped"
-    log.info("%s/%s seed %s (%s): training", axis, arm, cfg.seed, rid)
+    log.info("%s/%s seed %s (%s): training, %s", axis, arm, cfg.seed, rid, _progress(results, axis))
     _quiet_libraries()
     run_dir = Path(cfg.paths.output_dir) / "runs" / axis / rid  # checkpoints and logs: not committed
     dataset_version = None
@@ -65,6 +65,16 @@ def run_job(cfg: DictConfig) -> str:
     if record["status"] == "done":
         log.info("%s/%s seed %s: %s", axis, arm, cfg.seed, {k: round(v, 1) for k, v in record["metrics"].items()})
     return record["status"]
+
+
+def _progress(results: Path, axis: str) -> str:
+    """'run k of N, about T left', when the run belongs to a planned sweep."""
+    from vlmlab.sweep.status import progress_line
+
+    try:
+        return progress_line(results, axis)
+    except (FileNotFoundError, ValueError):  # a single run outside any sweep has no plan
+        return "outside a sweep"
 
 
 def _finish_wandb() -> None:

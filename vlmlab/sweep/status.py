@@ -1,0 +1,91 @@
+"""Where an ablation stands: every planned run as done, running, failed, diverged or missing, and time left.
+
+Read from results/ (plan and records) and outputs/ (a run without a record whose checkpoints changed
+recently is running; older ones were interrupted and resume from their checkpoint).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from vlmlab.results.records import load_axis
+
+RUNNING_WITHIN_S = 600  # a run without a record whose files changed this recently is taken as running
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    """One planned run: its arm, seed, id, state and wall time (training + evaluation) when finished."""
+
+    arm: str
+    seed: int
+    run_id: str
+    state: str
+    seconds: float | None
+
+
+def _wall_seconds(record: dict) -> float | None:
+    cost = record.get("cost") or {}
+    if cost.get("train_seconds") is None:
+        return None
+    return float(cost["train_seconds"]) + float(cost.get("eval_seconds") or 0.0)
+
+
+def _unfinished_state(output_dir: Path, axis: str, run_id: str, now: float) -> str:
+    run_dir = output_dir / "runs" / axis / run_id
+    if not run_dir.exists():
+        return "missing"
+    latest = max((p.stat().st_mtime for p in run_dir.rglob("*") if p.is_file()), default=run_dir.stat().st_mtime)
+    return "running" if now - latest < RUNNING_WITHIN_S else "interrupted"
+
+
+def axis_status(results_dir: Path, output_dir: Path, axis: str, now: float | None = None) -> list[RunStatus]:
+    """The state of every planned run of `axis`, in plan order."""
+    now = time.time() if now is None else now
+    _plan, runs, _warnings = load_axis(results_dir, axis)
+    out = []
+    for run in runs:
+        state = run.get("status", "missing")
+        if state == "missing":
+            state = _unfinished_state(output_dir, axis, run["run_id"], now)
+        out.append(RunStatus(run["ablation"]["arm"], run["seed"], run["run_id"], state, _wall_seconds(run)))
+    return out
+
+
+def time_left(statuses: list[RunStatus]) -> float | None:
+    """Seconds to finish the runs not done, at the median wall time of the finished ones (None before any)."""
+    finished = [s.seconds for s in statuses if s.state == "done" and s.seconds is not None]
+    if not finished:
+        return None
+    return statistics.median(finished) * sum(s.state in ("running", "interrupted", "missing") for s in statuses)
+
+
+def progress_line(results_dir: Path, axis: str) -> str:
+    """'run k of N, estimate' for the run about to start (k counts the planned runs with a record, plus one)."""
+    statuses = axis_status(results_dir, Path("/nonexistent"), axis)
+    k = sum(s.state != "missing" for s in statuses) + 1
+    left = time_left(statuses)
+    estimate = f", about {_duration(left)} left in this sweep" if left is not None else ""
+    return f"run {min(k, len(statuses))} of {len(statuses)}{estimate}"
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
+
+
+def render(axis: str, statuses: list[RunStatus]) -> str:
+    """A plain-text status table with totals and the time left."""
+    lines = [f"{axis}: {len(statuses)} planned runs", f"{'arm':24} {'seed':>4}  {'run_id':12}  {'state':11} {'wall':>10}"]
+    for s in statuses:
+        wall = _duration(s.seconds) if s.seconds is not None else ""
+        lines.append(f"{s.arm:24} {s.seed:>4}  {s.run_id:12}  {s.state:11} {wall:>10}")
+    counts = {state: sum(s.state == state for s in statuses) for state in dict.fromkeys(s.state for s in statuses)}
+    lines.append(", ".join(f"{n} {state}" for state, n in counts.items()))
+    left = time_left(statuses)
+    if left:
+        lines.append(f"time left: about {_duration(left)} (median wall time of the finished runs)")
+    return "\n".join(lines)
