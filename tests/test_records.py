@@ -181,6 +181,10 @@ def test_load_axis(tmp_path: Path) -> None:
     unreadable = [w for w in warnings if "unreadable" in w]
     assert len(unreadable) == 1 and f"linear/{run_id('linear', 0)}.json" in unreadable[0]
     assert len(warnings) == 2
+    # The stand-in says why the record was not used; a run with no record at all has no such note.
+    assert loaded[2]["error"]["type"] == "record skipped"
+    assert loaded[2]["error"]["message"].startswith("unreadable (invalid JSON")
+    assert loaded[3]["error"] is None
 
 
 def test_record_for_another_run_is_not_trusted(tmp_path: Path) -> None:
@@ -198,3 +202,29 @@ def test_record_for_another_run_is_not_trusted(tmp_path: Path) -> None:
 def test_written_files_are_readable_by_others(tmp_path: Path) -> None:
     path = write_record(tmp_path, make_record("perceiver", 0, vqa=61.0))
     assert os.stat(path).st_mode & 0o777 == 0o644
+
+
+def test_atomic_write_bytes(tmp_path: Path, monkeypatch) -> None:
+    path = records.atomic_write_bytes(tmp_path / "deep" / "chart.png", b"\x89PNG\r\n\x00")
+    assert path.read_bytes() == b"\x89PNG\r\n\x00" and os.stat(path).st_mode & 0o777 == 0o644
+    assert records.atomic_write_text(tmp_path / "t.md", "a\nb\n").read_bytes() == b"a\nb\n"
+
+    def fail(*args: Any) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(records.os, "replace", fail)
+    with pytest.raises(OSError, match="disk full"):
+        records.atomic_write_bytes(path, b"other")
+    assert path.read_bytes() == b"\x89PNG\r\n\x00" and leftovers(path.parent) == []
+
+
+def test_cost_must_be_an_object(tmp_path: Path) -> None:
+    record = make_record("perceiver", 0, vqa=61.0)
+    record["cost"] = [1, 2]
+    with pytest.raises(RecordError, match="cost must be an object"):
+        write_record(tmp_path, record)
+
+
+def test_loss_log_sits_beside_the_record(tmp_path: Path) -> None:
+    path = record_path(tmp_path, AXIS, "perceiver", run_id("perceiver", 0))
+    assert records.loss_log_path(path) == path.parent / f"{run_id('perceiver', 0)}.metrics.csv"

@@ -1,21 +1,26 @@
-"""Tests of aggregation and rendering: hand-computed statistics, failures shown, same bytes out."""
+"""Tests of aggregation and rendering: hand-computed statistics, paired tests, failures shown, same bytes out."""
 
 from __future__ import annotations
 
 import hashlib
+import io
 import random
 import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats as scipy_stats
 
-from vlmlab.results import load_axis, render_csv, render_markdown, summarise, write_tables
+from vlmlab.results import load_axis, render_csv, render_latex, render_markdown, summarise, write_tables
 from vlmlab.results.records import write_plan, write_record
+from vlmlab.results.plots import SOFTWARE, png_size
 from vlmlab.results.render import human_count
 
 AXIS = "pooling"
+OUTPUTS = (".csv", ".md", ".png", ".tex", "_loss.png")  # what write_tables writes per axis, sorted
 ARMS = ["perceiver", "mean", "linear"]
 SEEDS = [0, 1]
 # Two tasks per run; perceiver is the control.
@@ -26,17 +31,18 @@ SCORES = {
 }
 
 
-def run_id(arm: str, seed: int) -> str:
+def run_id(arm: str, seed: int, axis: str = AXIS) -> str:
     """A stable 12-hex id per (arm, seed)."""
-    return hashlib.sha256(f"{AXIS}/{arm}/{seed}".encode()).hexdigest()[:12]
+    return hashlib.sha256(f"{axis}/{arm}/{seed}".encode()).hexdigest()[:12]
 
 
-def record(arm: str, seed: int, status: str = "done", message: str = "") -> dict[str, Any]:
-    """A record with the scores of SCORES (or none, with an error, when not done)."""
+def record(arm: str, seed: int, status: str = "done", message: str = "",
+           scores: dict[str, dict[int, tuple[float, float]]] = SCORES, axis: str = AXIS) -> dict[str, Any]:
+    """A record with the scores of `scores` (or none, with an error, when not done)."""
     done = status == "done"
-    vqa, ocr = SCORES[arm][seed]
+    vqa, ocr = scores[arm][seed]
     return {
-        "schema_version": 1, "run_id": run_id(arm, seed), "ablation": {"name": AXIS, "arm": arm},
+        "schema_version": 1, "run_id": run_id(arm, seed, axis), "ablation": {"name": axis, "arm": arm},
         "seed": seed, "status": status, "config": {"arm": arm},
         "metrics": {"vqa": vqa, "ocr": ocr} if done else {},
         "cost": {"params_total": 8_300_000_000 if arm == "perceiver" else 1_020_000,
@@ -91,20 +97,71 @@ def test_statistics_match_hand_computation(tmp_path: Path) -> None:
     assert summary.loc["mean", "train_seconds_mean"] == pytest.approx(10.5)
 
 
-def test_marker_only_outside_seed_noise(tmp_path: Path) -> None:
+@pytest.mark.filterwarnings("ignore:Precision loss occurred")  # scipy on the zero-spread pair
+def test_marker_is_a_paired_t_test_at_5_percent(tmp_path: Path) -> None:
     write_ablation(tmp_path)
     plan, runs, _ = load_axis(tmp_path, AXIS)
     summary = summarise(plan, runs).set_index("arm")
-    # ocr: linear 21 ± 1.41 vs control 45 ± 7.07 → |−24| > 2 × 7.07.
-    assert summary.loc["linear", "ocr_marked"]
-    # vqa: linear −20 vs 2 × 7.07 = 14.1 → marked; mean arm −0 → not.
-    assert summary.loc["linear", "vqa_marked"] and not summary.loc["mean", "vqa_marked"]
-    assert not summary.loc["mean", "ocr_marked"] and not summary.loc["mean", "avg_marked"]
+    control = {"vqa": [70.0, 80.0], "ocr": [40.0, 50.0], "avg": [55.0, 65.0]}
+    arms = {"linear": {"vqa": [50.0, 60.0], "ocr": [20.0, 22.0], "avg": [35.0, 41.0]},
+            "mean": {"vqa": [69.0, 81.0], "ocr": [41.0, 47.0], "avg": [55.0, 64.0]}}
+    for arm, scores in arms.items():
+        for key, values in scores.items():
+            reference = scipy_stats.ttest_rel(values, control[key])
+            assert summary.loc[arm, f"{key}_n_paired"] == 2
+            assert summary.loc[arm, f"{key}_p"] == pytest.approx(reference.pvalue, abs=1e-9), (arm, key)
+            degenerate = not np.isfinite(reference.statistic)  # the same difference in every seed
+            assert summary.loc[arm, f"{key}_marked"] == (reference.pvalue < 0.05 and not degenerate), (arm, key)
+    # linear vqa differs by −20 in both seeds: zero spread, t = −inf, p = 0 (scipy's convention); with two
+    # seeds that is a coincidence, not evidence, so it is reported and left unmarked.
+    assert not summary.loc["linear", "vqa_marked"] and summary.loc["linear", "vqa_zero_spread"]
+    # ocr: −24 is over twice the larger seed std (the old rule marked it) but with 2 seeds (1 df)
+    # the paired t = −6 gives p = 0.105; Avg.: t = −11, p = 0.058. Neither is marked.
+    assert not summary.loc["linear", "ocr_marked"] and not summary.loc["linear", "avg_marked"]
+    assert not summary.loc["mean", "vqa_marked"] and summary.loc["mean", "vqa_p"] == pytest.approx(1.0)
+    assert pd.isna(summary.loc["perceiver", "vqa_p"]) and not summary.loc["perceiver", "vqa_marked"]
     markdown = render_markdown(plan, runs)
-    assert "| linear | 55.0 ± 7.1 (−20.0)* | 21.0 ± 1.4 (−24.0)* | 38.0 ± 4.2 (−22.0)* |" in markdown
-    assert "| mean | 75.0 ± 8.5 (0.0) | 44.0 ± 4.2 (−1.0) | 59.5 ± 6.4 (−0.5) |" in markdown
-    assert "| perceiver (control) | 75.0 ± 7.1 | 45.0 ± 7.1 | 60.0 ± 7.1 | 8.3B | 740M | 64 |" in markdown
-    assert "`*`" in markdown and "Mirrors Table 4 of the Idefics2 paper." in markdown
+    assert "| linear | 55.0 ± 7.1 (−20.0) | 21.0 ± 1.4 (−24.0) | 38.0 ± 4.2 (−22.0) |" in markdown
+    # Bold: the best mean per column; vqa is a tie (75.0 and 75.0), so both are bold.
+    assert "| mean | **75.0** ± 8.5 (0.0) | 44.0 ± 4.2 (−1.0) | 59.5 ± 6.4 (−0.5) |" in markdown
+    assert ("| perceiver (control) | **75.0** ± 7.1 | **45.0** ± 7.1 | **60.0** ± 7.1 "
+            "| 8.3B | 740M | 64 |") in markdown
+    assert "`*`: p < 0.05 in a two-sided paired t-test" in markdown and "(2 paired seeds per arm)" in markdown
+    assert "needs |t| > 12.71 (1 df)" in markdown and "degenerate case" in markdown
+    assert "twice the larger" not in markdown and "Mirrors Table 4 of the Idefics2 paper." in markdown
+    # The interval table: 95% Student-t intervals (t(0.975, 1) = 12.706) and the p of each test.
+    assert ("| linear | [−8.5, 118.5]; no test (same Δ in every seed) | [8.3, 33.7]; p = 0.105 "
+            "| [−0.1, 76.1]; p = 0.058 |") in markdown
+
+
+def test_paired_test_finds_what_seed_noise_hides(tmp_path: Path) -> None:
+    """Three seeds: a steady +5 is significant when paired, though the seeds spread by more than that."""
+    scores = {"base": {0: (70.0, 40.0), 1: (75.0, 45.0), 2: (80.0, 50.0)},
+              "steady": {0: (75.0, 41.0), 1: (81.0, 40.0), 2: (84.0, 60.0)},
+              "noisy": {0: (80.0, 40.0), 1: (70.0, 45.0), 2: (81.0, 50.0)}}
+    axis = "steady"
+    ablation = {"name": axis, "question": "", "paper_table": "", "control": "base",
+                "arms": list(scores), "metrics": ["vqa", "ocr"], "seeds": [0, 1, 2]}
+    planned = [{"run_id": run_id(a, s, axis), "arm": a, "seed": s} for a in scores for s in (0, 1, 2)]
+    write_plan(tmp_path, axis, ablation, planned)
+    for run in planned:
+        write_record(tmp_path, record(run["arm"], run["seed"], scores=scores, axis=axis))
+    plan, runs, _ = load_axis(tmp_path, axis)
+    summary = summarise(plan, runs).set_index("arm")
+    steady = [v[0] for v in scores["steady"].values()]
+    base = [v[0] for v in scores["base"].values()]
+    reference = scipy_stats.ttest_rel(steady, base)
+    assert reference.pvalue < 0.05
+    assert summary.loc["steady", "vqa_p"] == pytest.approx(reference.pvalue, rel=1e-9)
+    assert summary.loc["steady", "vqa_marked"] and not summary.loc["noisy", "vqa_marked"]
+    assert summary.loc["steady", "vqa_delta"] < 2 * summary.loc["base", "vqa_std"]  # the old rule missed it
+    half = scipy_stats.t.ppf(0.975, 2) * summary.loc["steady", "vqa_std"] / 3 ** 0.5
+    assert summary.loc["steady", "vqa_ci_low"] == pytest.approx(80.0 - half, rel=1e-9)
+    assert summary.loc["steady", "vqa_ci_high"] == pytest.approx(80.0 + half, rel=1e-9)
+    markdown = render_markdown(plan, runs)
+    assert "| steady | **80.0** ± 4.6 (+5.0)* |" in markdown
+    assert r"(+5.0)$^{*}$" in render_latex(plan, runs)
+    assert "(3 paired seeds per arm)" in markdown and "needs |t| > 4.30 (2 df)" in markdown
 
 
 def test_single_seed_shows_no_std_and_no_marker(tmp_path: Path) -> None:
@@ -112,7 +169,23 @@ def test_single_seed_shows_no_std_and_no_marker(tmp_path: Path) -> None:
     plan, runs, _ = load_axis(tmp_path, AXIS)
     summary = summarise(plan, runs).set_index("arm")
     assert not summary.loc["linear", "vqa_marked"]  # −25 but only one seed: no noise estimate
-    assert "| linear | 50.0 (−25.0) | 20.0 (−25.0) | 35.0 (−25.0) |" in render_markdown(plan, runs)
+    assert summary.loc["linear", "vqa_n_paired"] == 1 and pd.isna(summary.loc["linear", "vqa_p"])
+    assert pd.isna(summary.loc["linear", "vqa_ci_low"]) and pd.isna(summary.loc["linear", "vqa_std"])
+    markdown = render_markdown(plan, runs)
+    assert "| linear | 50.0 (−25.0) | 20.0 (−25.0) | 35.0 (−25.0) |" in markdown
+    # Honest caption: which arm was not tested, and why no per-sample test replaces it.
+    assert ("linear shares at most one finished seed with the control, so its Δ has no p-value and no `*` "
+            "(the records hold aggregate scores only, so no per-sample test is possible either).") in markdown
+    assert "(2 paired seeds per arm)" in markdown  # mean is still tested
+    assert "| linear | – | – | – |" in markdown  # no interval from one seed
+
+
+def test_all_single_seed_caption(tmp_path: Path) -> None:
+    write_ablation(tmp_path, skip=(("linear", 1), ("mean", 1), ("perceiver", 1)))
+    plan, runs, _ = load_axis(tmp_path, AXIS)
+    markdown = render_markdown(plan, runs)
+    assert "No arm shares two finished seeds with the control, so no Δ has a p-value" in markdown
+    assert "paired t-test of the arm" not in markdown and ")*" not in markdown
 
 
 def test_failed_and_missing_runs_are_shown(tmp_path: Path) -> None:
@@ -151,22 +224,28 @@ def test_csv_columns_and_format(tmp_path: Path) -> None:
     plan, runs, _ = load_axis(tmp_path, AXIS)
     text = render_csv(plan, runs)
     header, control, _, linear = text.splitlines()
-    assert header == (
-        "arm,is_control,n_planned,n_done,n_failed,vqa_mean,vqa_std,vqa_delta,ocr_mean,ocr_std,"
-        "ocr_delta,avg_mean,avg_std,avg_delta,params_total,params_trainable,"
-        "visual_tokens_per_image,sequence_tokens_per_image,visual_tokens_per_image_eval,train_seconds_mean"
+    per_key = ("mean", "std", "ci_low", "ci_high", "delta", "p", "n_paired")
+    assert header == ",".join(
+        ["arm", "is_control", "n_planned", "n_done", "n_failed"]
+        + [f"{key}_{part}" for key in ("vqa", "ocr", "avg") for part in per_key]
+        + ["params_total", "params_trainable", "visual_tokens_per_image", "sequence_tokens_per_image",
+           "visual_tokens_per_image_eval", "train_seconds_mean"]
     )
-    assert control == ("perceiver,True,2,2,0,75.0000,7.0711,,45.0000,7.0711,,60.0000,7.0711,,"
+    assert control == ("perceiver,True,2,2,0,75.0000,7.0711,11.4690,138.5310,,,,"
+                       "45.0000,7.0711,-18.5310,108.5310,,,,60.0000,7.0711,-3.5310,123.5310,,,,"
                        "8300000000,740000000,64,,,10.5000")
-    assert linear.startswith("linear,False,2,2,0,55.0000,7.0711,-20.0000,")
+    assert linear.startswith("linear,False,2,2,0,55.0000,7.0711,-8.5310,118.5310,-20.0000,0,2,"
+                             "21.0000,1.4142,8.2938,33.7062,-24.0000,0.105137,2,")
     assert "\r" not in text and text.endswith("\n")
+    frame = pd.read_csv(io.StringIO(text)).set_index("arm")
+    assert frame.loc["linear", "ocr_p"] == pytest.approx(scipy_stats.ttest_rel([20, 22], [40, 50]).pvalue, rel=1e-5)
 
 
 def test_same_files_same_bytes_in_any_order(tmp_path: Path) -> None:
     first = tmp_path / "a"
     write_ablation(first, skip=(("mean", 1),))
     paths = write_tables(first)
-    assert [p.name for p in paths] == [f"{AXIS}.csv", f"{AXIS}.md"]
+    assert [p.name for p in paths] == [f"{AXIS}{end}" for end in OUTPUTS]
     once = {p.name: p.read_bytes() for p in paths}
     assert {p.name: p.read_bytes() for p in write_tables(first)} == once
 
@@ -187,7 +266,7 @@ def test_same_files_same_bytes_in_any_order(tmp_path: Path) -> None:
 def test_only_axes_with_a_plan_get_tables(tmp_path: Path) -> None:
     write_ablation(tmp_path)
     (tmp_path / "runs" / "orphan" / "arm").mkdir(parents=True)
-    assert sorted(p.name for p in write_tables(tmp_path)) == [f"{AXIS}.csv", f"{AXIS}.md"]
+    assert [p.name for p in write_tables(tmp_path)] == [f"{AXIS}{end}" for end in OUTPUTS]
 
 
 @pytest.mark.parametrize(
@@ -201,14 +280,29 @@ def test_human_count(count: int, text: str) -> None:
 
 def test_committed_tables_regenerate_byte_identically_from_committed_records(tmp_path: Path) -> None:
     """results/tables is exactly what results/runs gives: `make tables` on a fresh clone changes nothing."""
-    import shutil
-
     repo_results = Path(__file__).resolve().parents[1] / "results"
     shutil.copytree(repo_results / "runs", tmp_path / "runs")
     written = write_tables(tmp_path)
     assert written, "the repository commits at least one ablation's records"
+    axes = sorted(p.parent.name for p in (repo_results / "runs").glob("*/plan.json"))
+    assert [p.name for p in written] == sorted(f"{axis}{end}" for axis in axes for end in OUTPUTS)
     for path in written:
-        assert path.read_bytes() == (repo_results / "tables" / path.name).read_bytes(), path.name
+        committed = (repo_results / "tables" / path.name).read_bytes()
+        if path.suffix == ".png" and _png_software(committed) != SOFTWARE:
+            # Another matplotlib draws other pixels: then the chart only has to be a chart of that size.
+            assert png_size(path.read_bytes()) == png_size(committed), path.name
+            continue
+        assert path.read_bytes() == committed, path.name
     # Cross-attention puts one token per image in the LM sequence: the architecture table shows it.
     architecture = (tmp_path / "tables" / "architecture.md").read_text()
     assert "LM tokens" in architecture and "| 64 | 1 |" in architecture
+
+
+def _png_software(data: bytes) -> str | None:
+    """The Software text of a PNG, if it has one."""
+    marker = b"tEXtSoftware\x00"
+    start = data.find(marker)
+    if start < 0:
+        return None
+    length = int.from_bytes(data[start - 4:start], "big")
+    return data[start + len(marker):start + 4 + length].decode("latin-1")

@@ -1,13 +1,16 @@
 """Results: the per-run record store and the paper-style tables aggregated from it.
 
 ``records`` writes and reads one JSON record per run (atomically) and the plan of each ablation;
+``stats`` holds the statistics over seeds (mean, std, Student-t intervals, paired t-tests);
 ``tables`` turns the records of an axis into one row per arm (mean ± std over seeds, delta to the
-control, costs) and writes ``tables/<axis>.md`` and ``.csv``; ``render`` formats them.
+control and its paired test, costs) and writes ``tables/<axis>.md``, ``.csv``, ``.tex``, ``.png``
+and ``_loss.png``; ``render`` (Markdown, CSV), ``latex`` and ``plots`` draw them.
 """
 
 from vlmlab.results.records import (
     SCHEMA_VERSION,
     RecordError,
+    atomic_write_bytes,
     atomic_write_text,
     is_done,
     load_axis,
@@ -18,11 +21,21 @@ from vlmlab.results.records import (
     write_plan,
     write_record,
 )
-from vlmlab.results.tables import render_csv, render_markdown, summarise, write_tables
+from vlmlab.results.tables import (
+    TablesReport,
+    render_csv,
+    render_latex,
+    render_markdown,
+    summarise,
+    write_all_tables,
+    write_tables,
+)
 
 __all__ = [
     "SCHEMA_VERSION",
     "RecordError",
+    "TablesReport",
+    "atomic_write_bytes",
     "atomic_write_text",
     "is_done",
     "load_axis",
@@ -31,9 +44,11 @@ __all__ = [
     "read_record",
     "record_path",
     "render_csv",
+    "render_latex",
     "render_markdown",
     "summarise",
     "write_plan",
+    "write_all_tables",
     "write_record",
     "write_tables",
 ]

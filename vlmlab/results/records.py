@@ -53,13 +53,18 @@ def plan_path(results_dir: StrPath, axis: str) -> Path:
 
 def atomic_write_text(path: StrPath, text: str) -> Path:
     """Write `text` (UTF-8, "\\n" line ends) to `path` atomically, creating parent directories."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_bytes(path: StrPath, data: bytes) -> Path:
+    """Write `data` to `path` atomically (temp file + rename), creating parent directories."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # The temp file starts with "." and ends in ".tmp" so that no "*.json" glob ever picks it up.
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         # mkstemp creates 0600; records are shared and committed, so make them world-readable.
@@ -127,33 +132,57 @@ def read_plan(results_dir: StrPath, axis: str) -> dict[str, Any]:
 def load_axis(
     results_dir: StrPath, axis: str
 ) -> tuple[dict[str, Any], list[dict[str, Any]], list[str]]:
-    """The plan of `axis`, one record (or a "missing" stand-in) per planned run, and warnings."""
+    """The plan of `axis`, one record (or a "missing" stand-in) per planned run, and warnings.
+
+    A record that cannot be used (unreadable, truncated, another schema version, another run's
+    identity, or contradicted by another record of the same run_id with a different config) is
+    replaced by a "missing" stand-in that says why, and named in a warning.
+    """
+    from vlmlab.results.duplicates import config_hashes_to_run_id, conflicting_records  # it reads records
+
     root = Path(results_dir)
     plan = read_plan(root, axis)
     warnings: list[str] = []
     runs: list[dict[str, Any]] = []
-    planned: set[Path] = set()
+    planned: dict[Path, int] = {}
     for run in plan["runs"]:
         path = record_path(root, axis, run["arm"], run["run_id"])
-        planned.add(path)
+        planned[path] = len(runs)
         record, problem = _planned_record(path, axis, run)
         if problem:
             warnings.append(f"{path.relative_to(root).as_posix()}: {problem}; treated as missing")
-        runs.append(record if record is not None else missing_record(axis, run))
-    stale = [p for p in (root / "runs" / axis).glob("*/*.json") if p not in planned]
+        runs.append(record if record is not None else missing_record(axis, run, problem))
+    stale = sorted(p for p in (root / "runs" / axis).glob("*/*.json") if p not in planned)
     if stale:
         warnings.append(f"{len(stale)} records not in plan.json ignored")
+    for path, other in conflicting_records(root, planned, runs, stale):
+        index = planned[path]
+        record, where = runs[index], path.relative_to(root).as_posix()
+        others = ", ".join(o.relative_to(root).as_posix() for o in other)
+        if config_hashes_to_run_id(record):
+            warnings.append(f"{others}: same run_id as {where} but a different config that does not "
+                            f"hash to it; ignored, {where} kept")
+            continue
+        problem = f"{others} has the same run_id and a different config; cannot tell which is right"
+        warnings.append(f"{where}: {problem}; treated as missing")
+        runs[index] = missing_record(axis, plan["runs"][index], problem)
     # Warnings follow the files, not the order the plan happens to list its runs in.
     return plan, runs, sorted(warnings)
 
 
-def missing_record(axis: str, run: dict[str, Any]) -> dict[str, Any]:
-    """A stand-in record for a planned run that has no record yet."""
+def missing_record(axis: str, run: dict[str, Any], problem: str | None = None) -> dict[str, Any]:
+    """A stand-in record for a planned run that has no usable record (`problem` says why, if it has one)."""
     return {
         "schema_version": SCHEMA_VERSION, "run_id": run["run_id"],
         "ablation": {"name": axis, "arm": run["arm"]}, "seed": run["seed"], "status": "missing",
-        "config": {}, "metrics": {}, "cost": {}, "provenance": {}, "error": None,
+        "config": {}, "metrics": {}, "cost": {}, "provenance": {},
+        "error": None if problem is None else {"type": "record skipped", "message": problem},
     }
+
+
+def loss_log_path(record_file: StrPath) -> Path:
+    """The Lightning CSV log (step, train/loss, ...) that the sweep copies beside a record."""
+    return Path(record_file).with_suffix(".metrics.csv")
 
 
 def run_sort_key(run: dict[str, Any]) -> tuple[bool, int, str, str]:
@@ -224,6 +253,8 @@ def _check_record(record: Any, where: str) -> None:
     _require(record["ablation"], ("name", "arm"), where, "ablation.")
     if not isinstance(record["metrics"], dict):
         raise RecordError(f"{where}: metrics must be an object of task -> score")
+    if not isinstance(record["cost"], dict):
+        raise RecordError(f"{where}: cost must be an object")
 
 
 def _check_plan(plan: Any, axis: str, where: str) -> None:

@@ -1,18 +1,23 @@
 """Render an ablation summary (see ``tables.summarise``) as a paper-style Markdown table or a CSV.
 
-Markdown is for people: one decimal, ``mean ± std``, the delta to the control in parentheses with
-a real minus sign, a ``*`` where the delta stands out of seed noise, and every run without a result
-listed under the table. CSV is for programs: fixed four-decimal floats and empty cells for
-"unknown", so that ``pandas.read_csv`` gets numbers back.
+Markdown is for people: one decimal, ``mean ± std``, the best mean of each column in bold, the
+delta to the control in parentheses with a real minus sign, a ``*`` where a paired t-test over
+seeds puts it at p < 0.05, a second table of 95% intervals and p-values, and every run without a
+result listed under the table. CSV is for programs: fixed four-decimal floats, p-values to six
+significant digits, and empty cells for "unknown", so that ``pandas.read_csv`` gets numbers back.
+The LaTeX table (``latex.py``) reuses the cells built here with its own ``Style``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
 from vlmlab.results.records import run_sort_key
+from vlmlab.results.stats import ALPHA, t_ppf
 
 MINUS = "\u2212"  # a real minus sign, the width of "+", so columns of deltas line up
 UNKNOWN = "\u2013"  # en dash: a value that no finished run reports
@@ -22,32 +27,55 @@ COST_HEADERS = ("params", "trainable", "visual tokens", "train s", "seeds")
 OPTIONAL_TOKENS = (("LM tokens", "sequence_tokens_per_image"), ("eval tokens", "visual_tokens_per_image_eval"))
 
 
+@dataclass(frozen=True)
+class Style:
+    """How one output format writes the parts of a table cell."""
+
+    text: Callable[[str], str]  # escapes plain text (names, costs) for the format
+    bold: Callable[[str], str]
+    plus_minus: str
+    minus: str
+    mark: str
+
+
+MARKDOWN = Style(text=lambda s: s.replace("|", "\\|"), bold=lambda s: f"**{s}**",
+                 plus_minus=" ± ", minus=MINUS, mark=MARK)
+
+
 def markdown_from_summary(
     plan: dict[str, Any], summary: pd.DataFrame, runs: list[dict[str, Any]]
 ) -> str:
-    """Heading, question, caption, table and the list of runs without a result, as Markdown."""
+    """Heading, question, caption, tables and the list of runs without a result, as Markdown."""
     ablation = plan["ablation"]
     blocks = [f"## {ablation['name']}"]
     if ablation.get("question"):
         blocks.append(str(ablation["question"]).strip())
     if ablation.get("paper_table"):
         blocks.append(f"Mirrors {ablation['paper_table']} of the Idefics2 paper.")
-    blocks.append(_caption(ablation, summary))
-    blocks.append(_table(ablation, summary))
-    failures = _failure_lines(ablation["arms"], runs)
+    blocks.append(caption(ablation, summary))
+    header, rows = table_cells(ablation, summary, MARKDOWN)
+    blocks.append(_markdown_table(header, rows))
+    if (summary["n_done"] > 0).any():
+        blocks.append("95% confidence interval of each mean over seeds (Student t, n − 1 df; none "
+                      "from one seed) and p of the paired t-test of Δ against the control:")
+        blocks.append(_markdown_table(*_interval_cells(ablation, summary)))
+    failures = failure_lines(ablation["arms"], runs)
     if failures:
         blocks.append("Runs without a result:\n\n" + "\n".join(failures))
     return "\n\n".join(blocks) + "\n"
 
 
 def csv_from_summary(plan: dict[str, Any], summary: pd.DataFrame) -> str:
-    """One CSV row per arm with counts, mean/std/delta per metric and Avg., and costs."""
+    """One CSV row per arm with counts, statistics and test per metric and Avg., and costs."""
     columns = ["arm", "is_control", "n_planned", "n_done", "n_failed"]
+    frame = summary.copy()
     for key in [*plan["ablation"]["metrics"], "avg"]:
-        columns += [f"{key}_mean", f"{key}_std", f"{key}_delta"]
+        columns += [f"{key}_{part}" for part in ("mean", "std", "ci_low", "ci_high", "delta", "p", "n_paired")]
+        # p-values span orders of magnitude: six significant digits, not four decimals.
+        frame[f"{key}_p"] = [("" if pd.isna(p) else f"{p:.6g}") for p in frame[f"{key}_p"]]
     columns += ["params_total", "params_trainable", "visual_tokens_per_image", "sequence_tokens_per_image",
                 "visual_tokens_per_image_eval", "train_seconds_mean"]
-    return summary[columns].to_csv(
+    return frame[columns].to_csv(
         index=False, float_format="%.4f", lineterminator="\n", na_rep=""
     )
 
@@ -67,8 +95,8 @@ def human_count(value: Any) -> str:
     return f"{count / 1e12:.3g}T"
 
 
-def _caption(ablation: dict[str, Any], summary: pd.DataFrame) -> str:
-    """What the numbers, the parentheses and the marker mean."""
+def caption(ablation: dict[str, Any], summary: pd.DataFrame) -> str:
+    """What the numbers, the bold, the parentheses and the marker mean, and which test gave it."""
     seeds = list(ablation["seeds"])
     n_metrics = len(ablation["metrics"])
     plural = "" if len(seeds) == 1 else "s"
@@ -76,9 +104,9 @@ def _caption(ablation: dict[str, Any], summary: pd.DataFrame) -> str:
         f"Mean ± std over {len(seeds)} seed{plural} ({', '.join(map(str, seeds))}); std is the "
         "sample std, left out where only one seed finished.",
         f"Avg. is each run's plain mean over its {n_metrics} scores, then mean ± std over seeds.",
-        f"In parentheses: Δ, the difference to the control arm ({ablation['control']}) in points. "
-        f"`{MARK}`: |Δ| exceeds twice the larger seed std of the two arms (both with ≥ 2 "
-        "finished seeds), so it stands out of seed noise.",
+        "Bold: the best mean of each column (higher is better).",
+        f"In parentheses: Δ, the arm's mean minus the control arm's ({ablation['control']}), in points.",
+        *_test_sentences(ablation, summary),
         "params / trainable: total and trainable parameters; visual tokens: per image; "
         "train s: mean training time in seconds; seeds: finished/planned.",
     ]
@@ -92,38 +120,108 @@ def _caption(ablation: dict[str, Any], summary: pd.DataFrame) -> str:
     return " ".join(lines)
 
 
-def _table(ablation: dict[str, Any], summary: pd.DataFrame) -> str:
-    """The Markdown table itself: one row per arm."""
+def _test_sentences(ablation: dict[str, Any], summary: pd.DataFrame) -> list[str]:
+    """Which test marks a Δ, on how many seeds, and where there was none."""
+    keys = [*ablation["metrics"], "avg"]
+    compared = summary[~summary["is_control"] & (summary["n_done"] > 0)]
+    control_done = bool(summary.loc[summary["is_control"], "n_done"].iloc[0])
+    if compared.empty or not control_done:
+        return []
+    paired = {arm: max(int(row[f"{k}_n_paired"]) for k in keys)
+              for arm, row in compared.set_index("arm").iterrows()}
+    tested = sorted({n for n in paired.values() if n >= 2})
+    lines = []
+    if tested:
+        counts = f"{tested[0]}" if len(tested) == 1 else f"{tested[0]} to {tested[-1]}"
+        lines.append(f"`{MARK}`: p < {ALPHA:g} in a two-sided paired t-test of the arm against the "
+                     f"control over the seeds both finished ({counts} paired seeds per arm).")
+        lines.append(f"With {tested[0]} paired seeds that needs |t| > {t_ppf(0.975, tested[0] - 1):.2f} "
+                     f"({tested[0] - 1} df).")
+        if any(summary[f"{k}_zero_spread"].any() for k in keys):
+            lines.append("Where an arm differs from the control by the same amount in every paired seed, the "
+                         "differences have no spread: t is infinite, the test's degenerate case, left unmarked.")
+    untested = [arm for arm, n in paired.items() if n < 2]
+    if untested:
+        why = "(the records hold aggregate scores only, so no per-sample test is possible either)"
+        if len(untested) == len(paired):
+            lines.append(f"No arm shares two finished seeds with the control, so no Δ has a p-value or a "
+                         f"`{MARK}` {why}.")
+        else:
+            one = len(untested) == 1
+            lines.append(f"{', '.join(untested)} share{'s' if one else ''} at most one finished seed with the "
+                         f"control, so {'its' if one else 'their'} Δ has no p-value and no `{MARK}` {why}.")
+    return lines
+
+
+def table_cells(
+    ablation: dict[str, Any], summary: pd.DataFrame, style: Style
+) -> tuple[list[str], list[list[str]]]:
+    """Header and one row of cells per arm of the main table, written in `style`."""
     keys = [*ablation["metrics"], "avg"]
     extra = _optional_token_columns(summary)
     costs = [*COST_HEADERS[:3], *(header for header, _ in extra), *COST_HEADERS[3:]]
-    header = [ablation["name"], *ablation["metrics"], "Avg.", *costs]
-    lines = [_line(header), _line([":---"] + ["---:"] * (len(header) - 1))]
+    header = [style.text(h) for h in (ablation["name"], *ablation["metrics"], "Avg.", *costs)]
+    rows = []
     for _, row in summary.iterrows():
         name = f"{row['arm']} (control)" if row["is_control"] else row["arm"]
         cells = _cost_cells(row)
         cells[3:3] = [_count(row[key]) for _, key in extra]
-        cells = [name, *(_score_cell(row, key) for key in keys), *cells]
-        lines.append(_line(cells))
-    return "\n".join(lines)
+        rows.append([style.text(name), *(_score_cell(row, key, style) for key in keys),
+                     *(style.text(cell) for cell in cells)])
+    return header, rows
+
+
+def _markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    """A Markdown table: first column left-aligned, the others right-aligned."""
+    lines = [_line(header), _line([":---"] + ["---:"] * (len(header) - 1))]
+    return "\n".join([*lines, *(_line(cells) for cells in rows)])
 
 
 def _line(cells: list[str]) -> str:
-    """One Markdown table line; a "|" inside a cell would split it, so it is escaped."""
-    return "| " + " | ".join(str(cell).replace("|", "\\|") for cell in cells) + " |"
+    """One Markdown table line (cells come escaped)."""
+    return "| " + " | ".join(cells) + " |"
 
 
-def _score_cell(row: pd.Series, key: str) -> str:
-    """`mean ± std (Δ)*` for one score of one arm, or why there is no number."""
+def _interval_cells(ablation: dict[str, Any], summary: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the Markdown table of 95% intervals and paired-test p-values."""
+    keys = [*ablation["metrics"], "avg"]
+    header = [MARKDOWN.text(h) for h in (ablation["name"], *ablation["metrics"], "Avg.")]
+    rows = []
+    for _, row in summary.iterrows():
+        name = f"{row['arm']} (control)" if row["is_control"] else row["arm"]
+        rows.append([MARKDOWN.text(name), *(_interval_cell(row, key) for key in keys)])
+    return header, rows
+
+
+def _interval_cell(row: pd.Series, key: str) -> str:
+    """`[low, high]; p = …` for one score of one arm."""
     if row["n_done"] == 0:
         return str(row["status"])
+    low, high, p = row[f"{key}_ci_low"], row[f"{key}_ci_high"], row[f"{key}_p"]
+    parts = [UNKNOWN if pd.isna(low) else f"[{_number(low)}, {_number(high)}]"]
+    if row[f"{key}_zero_spread"]:
+        parts.append("no test (same Δ in every seed)")  # t = ±inf: the test's degenerate case
+    elif not pd.isna(p):
+        parts.append("p < 0.001" if p < 0.001 else f"p = {p:.3f}")
+    elif not row["is_control"] and row[f"{key}_n_paired"] >= 2:
+        parts.append("no test: same score as the control in every seed")  # t = 0/0
+    return "; ".join(parts)
+
+
+def _score_cell(row: pd.Series, key: str, style: Style) -> str:
+    """`mean ± std (Δ)*` for one score of one arm, the mean bold when best, or why there is no number."""
+    if row["n_done"] == 0:
+        return style.text(str(row["status"]))
     mean, std = row[f"{key}_mean"], row[f"{key}_std"]
     if pd.isna(mean):
-        return UNKNOWN
-    text = _number(mean) if pd.isna(std) else f"{_number(mean)} ± {_number(std)}"
+        return style.text(UNKNOWN)
+    text = _number(mean, style.minus)
+    text = style.bold(text) if row[f"{key}_best"] else text
+    if not pd.isna(std):
+        text += style.plus_minus + _number(std, style.minus)
     delta = row[f"{key}_delta"]
     if not pd.isna(delta):
-        text += f" ({_signed(delta)})" + (MARK if row[f"{key}_marked"] else "")
+        text += f" ({_signed(delta, style.minus)})" + (style.mark if row[f"{key}_marked"] else "")
     return text
 
 
@@ -164,20 +262,20 @@ def _seeds_cell(row: pd.Series) -> str:
     return f"{text} ({', '.join(notes)})" if notes else text
 
 
-def _number(value: float) -> str:
+def _number(value: float, minus: str = MINUS) -> str:
     """One decimal, with a real minus sign."""
-    return f"{value:.1f}".replace("-", MINUS)
+    return f"{value:.1f}".replace("-", minus)
 
 
-def _signed(value: float) -> str:
+def _signed(value: float, minus: str = MINUS) -> str:
     """One decimal with an explicit sign; a delta that rounds to zero gets none."""
     text = f"{value:+.1f}"
     if text in ("+0.0", "-0.0"):
         return "0.0"
-    return text.replace("-", MINUS)
+    return text.replace("-", minus)
 
 
-def _failure_lines(arms: list[str], runs: list[dict[str, Any]]) -> list[str]:
+def failure_lines(arms: list[str], runs: list[dict[str, Any]]) -> list[str]:
     """`- <arm> seed <s> (<run_id>): <error>` for every planned run that did not finish."""
     order = {arm: i for i, arm in enumerate(arms)}
     unfinished = [
@@ -195,7 +293,7 @@ def _what_went_wrong(run: dict[str, Any]) -> str:
     """`<error type>: <first line of message>`, or the status when there is no error."""
     error = run.get("error")
     if run["status"] == "missing":
-        return "missing (no record)"
+        return f"record skipped: {error['message']}" if isinstance(error, dict) else "missing (no record)"
     if not isinstance(error, dict):
         return str(run["status"])
     kind = str(error.get("type") or run["status"])

@@ -1,24 +1,39 @@
 """Aggregate the records of one ablation into a per-arm summary, and write its tables.
 
-The summary is the single source of both outputs: Markdown (for the README and the paper) and CSV
-(for pandas users) are renderings of the same DataFrame (see ``render.py``), so they cannot
-disagree. Everything here is a pure function of the files under ``results_dir``: runs are sorted
-before any arithmetic, so the order in which the filesystem or the plan lists them never changes
-a byte of the output.
+The summary is the single source of every output: Markdown (for the README), LaTeX (for the
+paper), CSV (for pandas users) and the bar chart are renderings of the same DataFrame (see
+``render.py``, ``latex.py``, ``plots.py``), so they cannot disagree. Everything here is a pure
+function of the files under ``results_dir``: runs are sorted before any arithmetic, so the order in
+which the filesystem or the plan lists them never changes a byte of the output.
+
+Statistics are over seeds (``stats.py``): mean, sample std and a 95% Student-t interval per arm,
+and for the difference to the control a two-sided paired t-test over the seeds both finished.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from vlmlab.results.records import StrPath, atomic_write_text, load_axis, run_sort_key
+from vlmlab.results.records import (
+    RecordError,
+    StrPath,
+    atomic_write_bytes,
+    load_axis,
+    loss_log_path,
+    record_path,
+    run_sort_key,
+)
+from vlmlab.results.latex import latex_from_summary
 from vlmlab.results.render import csv_from_summary, markdown_from_summary
+from vlmlab.results.stats import ALPHA, best_flags, describe, paired_by_seed
 
 log = logging.getLogger(__name__)
 
@@ -28,40 +43,28 @@ COST_KEYS = (
     # (more with image splitting at inference): shown only in tables where they differ from visual tokens.
     "sequence_tokens_per_image", "visual_tokens_per_image_eval",
 )
-
-
-@dataclass(frozen=True)
-class Stat:
-    """Mean, sample std (NaN below two values) and number of values of one score over seeds."""
-
-    mean: float
-    std: float
-    n: int
-
-    @classmethod
-    def of(cls, values: np.ndarray) -> "Stat":
-        """Statistics of the non-NaN entries of `values`."""
-        values = values[~np.isnan(values)]
-        n = len(values)
-        mean = float(np.mean(values)) if n else float("nan")
-        std = float(np.std(values, ddof=1)) if n >= 2 else float("nan")
-        return cls(mean, std, n)
+# Scores of one arm: per metric (and "avg"), the (seed, score) of each done run in run order.
+Scores = dict[str, list[tuple[str, float]]]
 
 
 def summarise(plan: dict[str, Any], runs: list[dict[str, Any]]) -> pd.DataFrame:
-    """One row per arm, in plan order: run counts, mean/std/delta per metric and Avg., costs."""
+    """One row per arm, in plan order: run counts, statistics and tests per metric and Avg., costs."""
     ablation = plan["ablation"]
     metrics = list(ablation["metrics"])
     by_arm = _runs_by_arm(runs, ablation["arms"])
-    stats = {arm: _arm_scores(arm_runs, metrics) for arm, arm_runs in by_arm.items()}
-    control = stats[ablation["control"]]
+    scores = {arm: _arm_scores(arm_runs, metrics) for arm, arm_runs in by_arm.items()}
+    control = scores[ablation["control"]]
     rows = [
-        _row(arm, arm == ablation["control"], arm_runs, stats[arm], control, metrics)
+        _row(arm, arm == ablation["control"], arm_runs, scores[arm], control, metrics)
         for arm, arm_runs in by_arm.items()
     ]
     frame = pd.DataFrame(rows)
+    for key in [*metrics, "avg"]:
+        # Higher is better for every score the suite reports; ties are all bold.
+        frame[f"{key}_best"] = best_flags([float(m) for m in frame[f"{key}_mean"]])
     # Nullable ints: a cost is an integer when known and empty (not 1.0e9 or "nan") when not.
-    return frame.astype({key: "Int64" for key in COST_KEYS})
+    paired = {f"{key}_n_paired": "Int64" for key in [*metrics, "avg"]}
+    return frame.astype({**{key: "Int64" for key in COST_KEYS}, **paired})
 
 
 def render_markdown(plan: dict[str, Any], runs: list[dict[str, Any]]) -> str:
@@ -74,19 +77,83 @@ def render_csv(plan: dict[str, Any], runs: list[dict[str, Any]]) -> str:
     return csv_from_summary(plan, summarise(plan, runs))
 
 
-def write_tables(results_dir: StrPath) -> list[Path]:
-    """Write tables/<axis>.md and .csv for every axis with a plan.json; return the paths, sorted."""
+def render_latex(plan: dict[str, Any], runs: list[dict[str, Any]]) -> str:
+    """The booktabs LaTeX tabular of one ablation, caption in a comment, for \\input."""
+    return latex_from_summary(plan, summarise(plan, runs), runs)
+
+
+@dataclass
+class TablesReport:
+    """What `write_all_tables` wrote (sorted) and everything it skipped or distrusted, and why."""
+
+    written: list[Path] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def write_all_tables(results_dir: StrPath) -> TablesReport:
+    """Write tables/<axis>.{md,csv,tex,png} and <axis>_loss.png for every axis with a plan.json."""
+    from vlmlab.results.plots import read_loss_curves  # matplotlib: imported only to draw
+
     root = Path(results_dir)
-    written: list[Path] = []
+    report = TablesReport()
     for plan_file in sorted((root / "runs").glob("*/plan.json")):
         axis = plan_file.parent.name
-        plan, runs, warnings = load_axis(root, axis)
-        for warning in warnings:
-            log.warning("%s: %s", axis, warning)
-        tables = root / "tables"
-        written.append(atomic_write_text(tables / f"{axis}.md", render_markdown(plan, runs)))
-        written.append(atomic_write_text(tables / f"{axis}.csv", render_csv(plan, runs)))
-    return sorted(written)
+        try:
+            plan, runs, warnings = load_axis(root, axis)
+            summary = summarise(plan, runs)
+        except (OSError, RecordError) as exc:
+            report.warnings.append(f"{axis}: no tables written: {exc}")
+            continue
+        except Exception as exc:  # one axis with records nobody foresaw must not cost the others theirs
+            report.warnings.append(f"{axis}: no tables written: {type(exc).__name__}: {exc}")
+            continue
+        report.warnings += [f"{axis}: {warning}" for warning in warnings]
+        curves, curve_warnings = read_loss_curves(_loss_logs(root, axis, plan, runs))
+        report.warnings += [f"{axis}: {warning}" for warning in curve_warnings]
+        renderers = _renderers(axis, plan, runs, summary, curves)
+        for name, render in renderers.items():
+            try:
+                report.written.append(atomic_write_bytes(root / "tables" / name, render()))
+            except Exception as exc:  # a broken renderer or a full disk loses one file, not the rest
+                report.warnings.append(f"{axis}: {name} not written: {type(exc).__name__}: {exc}")
+    report.written.sort()
+    return report
+
+
+def write_tables(results_dir: StrPath) -> list[Path]:
+    """Write every table of every axis with a plan.json, log what was skipped; return the paths, sorted."""
+    report = write_all_tables(results_dir)
+    for warning in report.warnings:
+        log.warning("%s", warning)
+    return report.written
+
+
+def _renderers(
+    axis: str, plan: dict[str, Any], runs: list[dict[str, Any]], summary: pd.DataFrame,
+    curves: dict[str, pd.DataFrame],
+) -> dict[str, Callable[[], bytes]]:
+    """File name -> renderer of its bytes, for the five outputs of one axis."""
+    from vlmlab.results.plots import loss_png, scores_png
+
+    return {
+        f"{axis}.md": lambda: markdown_from_summary(plan, summary, runs).encode(),
+        f"{axis}.csv": lambda: csv_from_summary(plan, summary).encode(),
+        f"{axis}.tex": lambda: latex_from_summary(plan, summary, runs).encode(),
+        f"{axis}.png": lambda: scores_png(plan, summary),
+        f"{axis}_loss.png": lambda: loss_png(plan, curves),
+    }
+
+
+def _loss_logs(
+    root: Path, axis: str, plan: dict[str, Any], runs: list[dict[str, Any]]
+) -> dict[str, list[Path]]:
+    """Per arm (plan order), the CSV logs beside the records of its done runs, in run order."""
+    by_arm = _runs_by_arm(runs, plan["ablation"]["arms"])
+    return {
+        arm: [loss_log_path(record_path(root, axis, arm, run["run_id"]))
+              for run in arm_runs if run["status"] == "done"]
+        for arm, arm_runs in by_arm.items()
+    }
 
 
 def _runs_by_arm(runs: list[dict[str, Any]], arms: list[str]) -> dict[str, list[dict[str, Any]]]:
@@ -99,18 +166,19 @@ def _runs_by_arm(runs: list[dict[str, Any]], arms: list[str]) -> dict[str, list[
     return {arm: sorted(arm_runs, key=run_sort_key) for arm, arm_runs in grouped.items()}
 
 
-def _arm_scores(runs: list[dict[str, Any]], metrics: list[str]) -> dict[str, Stat]:
-    """Per-metric and Avg. statistics over the arm's done runs."""
+def _arm_scores(runs: list[dict[str, Any]], metrics: list[str]) -> Scores:
+    """Per metric and Avg., the (seed, score) of each of the arm's done runs."""
     done = [run for run in runs if run["status"] == "done"]
+    seeds = [json.dumps(run["seed"], sort_keys=True) for run in done]  # a hashable pairing key
     scores = np.array(
         [[_score(run["metrics"].get(m)) for m in metrics] for run in done], dtype=float
     ).reshape(len(done), len(metrics))
-    stats = {m: Stat.of(scores[:, j]) for j, m in enumerate(metrics)}
+    by_key = {m: list(zip(seeds, scores[:, j].tolist())) for j, m in enumerate(metrics)}
     # The paper's Avg. score: each run's plain mean over the tasks first, then over seeds. A run
     # missing a task has no Avg. (averaging fewer tasks would not be the same quantity).
     per_run = scores.mean(axis=1) if metrics else np.full(len(done), np.nan)
-    stats["avg"] = Stat.of(per_run)
-    return stats
+    by_key["avg"] = list(zip(seeds, per_run.tolist()))
+    return by_key
 
 
 def _score(value: Any) -> float:
@@ -124,8 +192,8 @@ def _row(
     arm: str,
     is_control: bool,
     runs: list[dict[str, Any]],
-    stats: dict[str, Stat],
-    control: dict[str, Stat],
+    scores: Scores,
+    control: Scores,
     metrics: list[str],
 ) -> dict[str, Any]:
     """The summary row of one arm."""
@@ -142,7 +210,7 @@ def _row(
         "status": _arm_status(counts),
     }
     for key in [*metrics, "avg"]:
-        row.update(_score_columns(key, stats[key], control[key], is_control))
+        row.update(_score_columns(key, scores[key], control[key], is_control))
     row.update(_costs(runs))
     return row
 
@@ -156,19 +224,38 @@ def _arm_status(counts: dict[str, int]) -> str:
     return "diverged" if counts["diverged"] else "missing"
 
 
-def _score_columns(key: str, arm: Stat, control: Stat, is_control: bool) -> dict[str, Any]:
-    """Mean, std, n, delta to control and whether the delta stands out of seed noise."""
-    delta = float("nan") if is_control else arm.mean - control.mean
-    # Noise is judged only when both arms have a std; one seed says nothing about spread.
-    noisy = arm.n < 2 or control.n < 2 or np.isnan(delta)
-    marked = not noisy and abs(delta) > 2 * max(arm.std, control.std)
+def _score_columns(
+    key: str, arm: list[tuple[str, float]], control: list[tuple[str, float]], is_control: bool
+) -> dict[str, Any]:
+    """Statistics over seeds, the delta to the control and its paired test, for one score of one arm."""
+    mine, theirs = describe([v for _, v in arm]), describe([v for _, v in control])
+    delta = float("nan") if is_control else mine.mean - theirs.mean
+    test = paired_by_seed(_pairable(arm), _pairable(control))
+    tested = not is_control and test.n >= 2 and not np.isnan(test.p)
     return {
-        f"{key}_mean": arm.mean,
-        f"{key}_std": arm.std,
-        f"{key}_n": arm.n,
+        f"{key}_mean": mine.mean,
+        f"{key}_std": mine.std,
+        f"{key}_n": mine.n,
+        f"{key}_ci_low": mine.ci_low,
+        f"{key}_ci_high": mine.ci_high,
+        # Δ is the difference of the means the table shows; the test pairs the seeds both finished.
         f"{key}_delta": delta,
-        f"{key}_marked": bool(marked),
+        f"{key}_n_paired": None if is_control else test.n,
+        f"{key}_t": test.t if tested else float("nan"),
+        f"{key}_p": test.p if tested else float("nan"),
+        # A difference with no spread across seeds (t infinite) is the test's degenerate case, not evidence:
+        # with two seeds it happens by coincidence, so it is reported but never marked.
+        f"{key}_marked": bool(tested and not test.zero_spread and test.p < ALPHA),
+        f"{key}_zero_spread": bool(tested and test.zero_spread),
     }
+
+
+def _pairable(scores: list[tuple[str, float]]) -> dict[str, float]:
+    """Score by seed, for the seeds that occur once with a number (a repeated seed cannot be paired)."""
+    counts: dict[str, int] = {}
+    for seed, _ in scores:
+        counts[seed] = counts.get(seed, 0) + 1
+    return {seed: value for seed, value in scores if counts[seed] == 1 and not np.isnan(value)}
 
 
 def _costs(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -177,7 +264,7 @@ def _costs(runs: list[dict[str, Any]]) -> dict[str, Any]:
     first = (done[0].get("cost") or {}) if done else {}
     costs: dict[str, Any] = {key: _int_or_none(first.get(key)) for key in COST_KEYS}
     seconds = [_score((run.get("cost") or {}).get("train_seconds")) for run in done]
-    costs["train_seconds_mean"] = Stat.of(np.array(seconds, dtype=float)).mean
+    costs["train_seconds_mean"] = describe(seconds).mean
     return costs
 
 

@@ -1,0 +1,44 @@
+"""Records that claim the same run_id with different configs, and which of them to believe.
+
+A run_id is a hash of the run's science config (``vlmlab.sweep.identity``), so two records of one
+run_id with different configs cannot both be right: a hand copy, a stale file from an edited
+config, or a record written by another version of the identity. The one whose config hashes to
+its run_id is the genuine one; if the planned record is not provably genuine, the table uses
+neither and says so.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from vlmlab.results.records import RecordError, read_record
+
+
+def conflicting_records(
+    root: Path, planned: dict[Path, int], runs: list[dict[str, Any]], stale: list[Path]
+) -> list[tuple[Path, list[Path]]]:
+    """Planned records with other records of the same run_id whose config differs from theirs."""
+    by_id = {runs[i]["run_id"]: path for path, i in planned.items() if runs[i]["status"] != "missing"}
+    found: dict[Path, list[Path]] = {}
+    for path in stale:
+        try:
+            other = read_record(path)
+        except (OSError, RecordError):
+            continue  # an unreadable stale file is counted as stale and contradicts nothing
+        mine = by_id.get(other["run_id"])
+        if mine is not None and other["config"] != runs[planned[mine]]["config"]:
+            found.setdefault(mine, []).append(path)
+    return sorted(found.items())
+
+
+def config_hashes_to_run_id(record: dict[str, Any]) -> bool:
+    """Whether the record's config gives its run_id under the sweep's run identity."""
+    try:
+        from omegaconf import OmegaConf
+
+        from vlmlab.sweep.identity import run_id
+
+        return run_id(OmegaConf.create(record["config"])) == record["run_id"]
+    except Exception:  # any config the identity cannot digest is simply not proven genuine
+        return False
