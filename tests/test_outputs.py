@@ -58,7 +58,8 @@ def test_latex_is_a_booktabs_tabular(tmp_path: Path) -> None:
                          .replace(r"\#", "").replace("&", ""))
     caption = next(line for line in lines if line.startswith("% caption: "))
     assert r"$^{*}$: p $<$ 0.05 in a two-sided paired t-test" in caption and "±" not in caption
-    assert lines[-1] == f"% - mean seed 1 ({run_id('mean', 1)}): missing (no record)"
+    assert f"% - mean seed 1 ({run_id('mean', 1)}): missing (no record)" in lines
+    assert lines.index("% Provenance:") > lines.index("% Runs without a result:")
 
 
 def test_latex_escapes_names(tmp_path: Path) -> None:
@@ -230,3 +231,18 @@ def test_cli_exit_code_is_non_zero_only_when_nothing_is_written(tmp_path: Path, 
     record_path(tmp_path, AXIS, "mean", run_id("mean", 1)).write_text("")
     assert main(["tables", "--results-dir", str(tmp_path)]) == 0
     assert capsys.readouterr().out.count("wrote ") == len(OUTPUTS)
+
+
+def test_provenance_footer_counts_code_packages_device_data_and_commands() -> None:
+    from vlmlab.results.provenance import provenance_lines
+
+    base = {"git_commit": "abcdef1234567890", "git_dirty": False, "packages": {"torch": "2.13.0"},
+            "dataset_version": "synthetic-v1", "command": "vlmlab sweep toy", "device": "cpu (x86_64, 2 threads)"}
+    runs = [{"status": "done", "provenance": base}, {"status": "failed", "provenance": base | {"git_dirty": True}},
+            {"status": "missing", "provenance": {}}]
+    lines = provenance_lines(runs)
+    assert lines[0] == "code: abcdef1234 (1 run), abcdef1234 (uncommitted changes) (1 run)"
+    assert lines[1].startswith("packages: torch 2.13.0 transformers ? ") and lines[1].endswith("(2 runs)")
+    assert lines[2:] == ["device: cpu (x86_64, 2 threads) (2 runs)", "data: synthetic-v1 (2 runs)",
+                         "commands: vlmlab sweep toy (2 runs)"]
+    assert provenance_lines([{"status": "missing"}]) == []

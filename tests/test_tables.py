@@ -197,11 +197,14 @@ def test_failed_and_missing_runs_are_shown(tmp_path: Path) -> None:
     assert table_row(tmp_path, "linear").endswith("| 0/2 (2 failed) |")
     assert table_row(tmp_path, "mean").endswith("| 1/2 (1 missing) |")
     markdown = (tmp_path / "tables" / f"{AXIS}.md").read_text()
-    assert markdown.splitlines()[-3:] == [
+    failures = markdown.split("Runs without a result:\n\n")[1].split("\n\n")[0].splitlines()
+    assert failures == [
         f"- mean seed 1 ({run_id('mean', 1)}): missing (no record)",
         f"- linear seed 0 ({run_id('linear', 0)}): RuntimeError: loss is NaN",
         f"- linear seed 1 ({run_id('linear', 1)}): RuntimeError: CUDA out of memory",
     ]
+    assert markdown.index("Provenance:") > markdown.index("Runs without a result:"), "provenance closes the table"
+    assert markdown.rstrip().splitlines()[-1].startswith("- commands: ")
     csv = pd.read_csv(tmp_path / "tables" / f"{AXIS}.csv").set_index("arm")
     assert csv.loc["linear", "n_failed"] == 2 and csv.loc["linear", "n_done"] == 0
     assert pd.isna(csv.loc["linear", "vqa_mean"]) and pd.isna(csv.loc["linear", "params_total"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -72,6 +73,9 @@ def _sweep(axis: str, overrides: list[str], ablations_dir: Path, results_dir: Pa
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `vlmlab` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    # What the user typed, for the records' provenance (Hydra's own argv is rewritten below; jobs in other
+    # processes, e.g. submitit's, inherit the environment).
+    os.environ["VLMLAB_COMMAND"] = " ".join(["vlmlab", *argv])
     parser = argparse.ArgumentParser(prog="vlmlab", usage=USAGE)
     parser.add_argument("command", choices=["train", "sweep", "tables", "list", "status"])
     parser.add_argument("--results-dir", default="results")

@@ -12,6 +12,7 @@ from typing import Any
 
 import pandas as pd
 
+from vlmlab.results.provenance import provenance_lines
 from vlmlab.results.render import MARK, Style, caption, failure_lines, table_cells
 
 # Characters that TeX would read as commands, or (in the default OT1 font encoding) print wrongly.
@@ -60,6 +61,8 @@ def latex_from_summary(
     failures = failure_lines(ablation["arms"], runs)
     if failures:
         lines += ["% Runs without a result:", *(f"% {_one_line(line)}" for line in failures)]
+    if footer := provenance_lines(runs):
+        lines += ["% Provenance:", *(f"% {_one_line(line)}" for line in footer)]
     return "\n".join(lines) + "\n"
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from vlmlab.results.provenance import provenance_lines
 from vlmlab.results.records import run_sort_key
 from vlmlab.results.stats import ALPHA, t_ppf
 
@@ -62,6 +63,8 @@ def markdown_from_summary(
     failures = failure_lines(ablation["arms"], runs)
     if failures:
         blocks.append("Runs without a result:\n\n" + "\n".join(failures))
+    if footer := provenance_lines(runs):
+        blocks.append("Provenance:\n\n" + "\n".join(f"- {line}" for line in footer))
     return "\n\n".join(blocks) + "\n"
 
 

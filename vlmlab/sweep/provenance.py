@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 import sys
@@ -19,7 +20,7 @@ def _git(*args: str) -> str | None:
 
 
 def provenance() -> dict:
-    """Git commit and dirtiness, versions of the packages that shape results, Python, platform, command line."""
+    """Git commit and dirtiness, versions of the packages that shape results, Python, platform, device, command."""
     versions = {}
     for name in PACKAGES:
         try:
@@ -27,11 +28,16 @@ def provenance() -> dict:
         except metadata.PackageNotFoundError:
             versions[name] = None
     status = _git("status", "--porcelain", "--untracked-files=no")
+    import torch  # already imported by the run; here only to name the device it ran on
+
+    device = (f"cuda: {torch.cuda.get_device_name(0)}" if torch.cuda.is_available()
+              else f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)")
     return {
         "git_commit": _git("rev-parse", "HEAD"),
         "git_dirty": None if status is None else bool(status),
         "packages": versions,
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "command": " ".join(sys.argv),
+        "device": device,
+        "command": os.environ.get("VLMLAB_COMMAND") or " ".join(sys.argv),
     }
