@@ -10,7 +10,7 @@ TORCH ?= torch==2.13.0
 AXIS ?= connector
 ARGS ?=
 
-.PHONY: install sweep tables status test test-slow bench clean-outputs
+.PHONY: install sweep tables sync status test test-slow bench clean-outputs
 
 install: $(STAMP)
 
@@ -27,6 +27,10 @@ sweep: install
 
 tables: install
 	$(BIN)/vlmlab tables
+
+sync: install
+	# upload the runs wandb kept offline (needs `wandb login` first)
+	$(BIN)/wandb sync outputs/wandb/wandb/offline-run-*
 
 status: install
 	$(BIN)/vlmlab status $(AXIS)

@@ -171,3 +171,24 @@ def test_k_shot_evaluation_runs_end_to_end(workspace, cache_dir, fusion):
     (record,) = records(workspace).values()
     assert record["status"] == "done", record.get("error")
     assert record["config"]["eval"]["shots"] == 2 and set(record["metrics"]) >= {"count", "color"}
+
+
+def test_an_unreachable_wandb_server_means_offline_not_a_failed_sweep(workspace, cache_dir, monkeypatch):
+    """Online mode against a closed port: each run and the sweep's summary fall back to offline, within bounds."""
+    import time
+
+    monkeypatch.setenv("WANDB_MODE", "online")
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # nothing listens on the discard port
+    (workspace / "ablations" / "toy.yaml").write_text(TOY.replace("seeds: [0, 1]", "seeds: [0]").replace(
+        "  pixel_shuffle: [model/connector=pixel_shuffle]\n", "").replace(
+        '  broken: ["optim.betas=[2.0,0.9]"]   # passes planning, fails when the optimizer is built\n', "").replace(
+        "logger=none", "logger=wandb"))
+    started = time.perf_counter()
+    assert sweep(cache_dir, "logger.wandb.init_timeout=5") == 0
+    assert time.perf_counter() - started < 120
+    assert records(workspace)[("mlp", 0)]["status"] == "done"
+    offline = list((workspace / "outputs" / "wandb" / "wandb").glob("offline-run-*"))
+    assert len(offline) == 2, "the run and the sweep's summary, both kept offline for `make sync`"
+    summary = [run for run in offline if b"toy/table" in next(run.glob("run-*.wandb")).read_bytes()]
+    assert len(summary) == 1

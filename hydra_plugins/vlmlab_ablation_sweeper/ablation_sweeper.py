@@ -63,6 +63,16 @@ class AblationSweeper(Sweeper):
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
-        if not todo:
-            return []
-        return self.launcher.launch([list(job.run.overrides) for job in todo], initial_job_idx=0)
+        returns = self.launcher.launch([list(job.run.overrides) for job in todo], initial_job_idx=0) if todo else []
+        if todo and self.config.logger.get("wandb"):
+            self._log_summary(results, spec.name)
+        return returns
+
+    def _log_summary(self, results: Path, axis: str) -> None:
+        """The ablation's table as a wandb.Table in a summary run of the sweep's group."""
+        from vlmlab.results.records import load_axis
+        from vlmlab.results.tables import summarise
+        from vlmlab.train.loggers import log_sweep_summary
+
+        plan, runs, _warnings = load_axis(results, axis)
+        log_sweep_summary(self.config, axis, summarise(plan, runs))

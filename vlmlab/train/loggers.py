@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 import netrc
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lightning.pytorch.loggers import CSVLogger, Logger
 from omegaconf import DictConfig, OmegaConf
+
+if TYPE_CHECKING:
+    import pandas
+
+log = logging.getLogger(__name__)
 
 
 def wandb_mode(requested: str) -> str:
@@ -38,20 +44,61 @@ def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def _wandb_logger(cfg: DictConfig, run_id: str) -> Logger:
+    """A WandbLogger started now, so an unreachable server costs at most `init_timeout` s and then goes offline."""
+    import wandb  # wandb's import is slow; pay it only when used
+    from lightning.pytorch.loggers import WandbLogger
+
+    save_dir = Path(cfg.paths.output_dir).resolve() / "wandb"  # absolute: wandb's service has its own cwd
+    save_dir.mkdir(parents=True, exist_ok=True)
+    arm, seed, settings = cfg.ablation.arm, cfg.seed, cfg.logger.wandb
+    mode = wandb_mode(settings.mode)
+    for attempt in (mode, "offline"):
+        logger = WandbLogger(
+            project=settings.project, group=cfg.ablation.name, job_type=arm, name=f"{arm}-s{seed}-{run_id}",
+            save_dir=str(save_dir), mode=attempt, config=flatten(OmegaConf.to_container(cfg, resolve=True)) | {"run_id": run_id},
+            settings=wandb.Settings(init_timeout=float(settings.get("init_timeout", 30)), silent=True),
+        )
+        try:
+            logger.experiment  # noqa: B018  (starts the run: this is where an unreachable server shows)
+            return logger
+        except Exception as err:  # wandb raises its own error types for network failures
+            if attempt == "offline":
+                raise
+            log.warning("wandb %s failed (%s): logging offline to %s; `make sync` uploads it later", attempt, err,
+                        save_dir)
+            wandb.teardown()  # a service left from the failed start would swallow the offline run's data
+    raise AssertionError("unreachable")
+
+
+def log_sweep_summary(cfg: DictConfig, axis: str, table: "pandas.DataFrame") -> None:
+    """The ablation's table as a wandb.Table in a summary run of the sweep's group (offline unless logged in)."""
+    import wandb
+
+    settings = cfg.logger.wandb
+    save_dir = Path(cfg.paths.output_dir).resolve() / "wandb"  # absolute: wandb's service has its own cwd
+    save_dir.mkdir(parents=True, exist_ok=True)
+    for attempt in (wandb_mode(settings.mode), "offline"):
+        try:
+            run = wandb.init(project=settings.project, group=axis, job_type="summary", name=f"{axis}-table",
+                             dir=str(save_dir), mode=attempt, reinit="finish_previous",
+                             settings=wandb.Settings(init_timeout=float(settings.get("init_timeout", 30)), silent=True))
+            break
+        except Exception as err:
+            log.warning("wandb %s failed (%s): the summary goes offline", attempt, err)
+            wandb.teardown()
+    else:
+        return
+    run.log({f"{axis}/table": wandb.Table(dataframe=table.astype(str))})
+    run.summary["ablation"] = axis
+    run.finish()
+
+
 def build_loggers(cfg: DictConfig, run_dir: Path, run_id: str) -> list[Logger]:
     """A CSV logger writing `run_dir/metrics.csv`, plus wandb when the config asks for it."""
     loggers: list[Logger] = [CSVLogger(save_dir=run_dir, name="", version="")]
     if cfg.logger.get("wandb"):
-        from lightning.pytorch.loggers import WandbLogger  # wandb's import is slow; pay it only when used
-
-        save_dir = Path(cfg.paths.output_dir) / "wandb"
-        save_dir.mkdir(parents=True, exist_ok=True)
-        arm, seed = cfg.ablation.arm, cfg.seed
-        loggers.append(WandbLogger(
-            project=cfg.logger.wandb.project, group=cfg.ablation.name, job_type=arm,
-            name=f"{arm}-s{seed}-{run_id}", save_dir=str(save_dir), mode=wandb_mode(cfg.logger.wandb.mode),
-            config=flatten(OmegaConf.to_container(cfg, resolve=True)) | {"run_id": run_id},
-        ))
+        loggers.append(_wandb_logger(cfg, run_id))
     return loggers
 
 
