@@ -76,6 +76,9 @@ def test_sweep_trains_records_tabulates_then_skips_done_runs(workspace, cache_di
     assert done["cost"]["params_trainable"] == done["cost"]["params_total"] > 0
     assert done["cost"]["train_steps"] == 3 and done["provenance"]["packages"]["torch"]
     assert "Invalid beta parameter" in found[("broken", 0)]["error"]["message"]
+    answers = [json.loads(line) for line in done["_path"].with_suffix(".predictions.jsonl").read_text().splitlines()]
+    assert len(answers) == 10 and {"task", "prompt", "answer", "prediction"} <= set(answers[0])  # 2 per task
+    assert not found[("broken", 0)]["_path"].with_suffix(".predictions.jsonl").exists()
     assert found[("mlp", 0)]["run_id"] != found[("mlp", 1)]["run_id"]
     table = workspace / "results" / "tables" / "toy.md"
     first = table.read_bytes()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import traceback
@@ -39,7 +40,7 @@ def run_job(cfg: DictConfig) -> str:
     log.info("%s/%s seed %s (%s): training, %s", axis, arm, cfg.seed, rid, _progress(results, axis))
     _quiet_libraries()
     run_dir = Path(cfg.paths.output_dir) / "runs" / axis / rid  # checkpoints and logs: not committed
-    dataset_version = None
+    dataset_version, predictions = None, None
     record = {
         "schema_version": SCHEMA_VERSION, "run_id": rid, "ablation": {"name": axis, "arm": arm}, "seed": cfg.seed,
         "config": OmegaConf.to_container(cfg, resolve=True), "metrics": {}, "cost": {}, "error": None,
@@ -49,6 +50,7 @@ def run_job(cfg: DictConfig) -> str:
 
         outcome = train_and_evaluate(cfg, run_dir, rid)
         record.update(status="done", metrics=outcome.metrics, cost=outcome.cost)
+        predictions = outcome.predictions
         dataset_version = outcome.dataset_version
     except Exception as err:  # a failing arm gets its record and the sweep moves on
         log.error("%s/%s seed %s (%s) failed: %s: %s", axis, arm, cfg.seed, rid, type(err).__name__, err)
@@ -58,9 +60,13 @@ def run_job(cfg: DictConfig) -> str:
     finally:
         _finish_wandb()
     record["provenance"] = provenance() | {"dataset_version": dataset_version}
+    path = record_path(results, axis, arm, rid)
     curve = run_dir / "metrics.csv"
     if curve.exists():  # the loss curve travels with the record, so tables and plots need only results/
-        atomic_write_text(record_path(results, axis, arm, rid).with_suffix(".metrics.csv"), curve.read_text())
+        atomic_write_text(path.with_suffix(".metrics.csv"), curve.read_text())
+    if predictions is not None:  # what the model answered: the first place to look when a score surprises
+        atomic_write_text(path.with_suffix(".predictions.jsonl"),
+                          "".join(json.dumps(p, sort_keys=True) + "\n" for p in predictions))
     write_record(results, record)
     if record["status"] == "done":
         log.info("%s/%s seed %s: %s", axis, arm, cfg.seed, {k: round(v, 1) for k, v in record["metrics"].items()})
