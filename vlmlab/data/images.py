@@ -64,8 +64,10 @@ class ImageProcessor(ABC):
         """(width, height) the decoded image is resized to before it is cached."""
 
     def check(self, tower: "VisionTower", source_side: int) -> None:
-        """Refuse settings this tower or the source images (of side `source_side`) cannot serve."""
-        tower.grid(self.tower_size, self.tower_size)
+        """Refuse settings this tower or the source images (of side `source_side`) cannot serve.
+
+        The tower itself already refused a `tower_size` off its patch grid when it was built.
+        """
 
     @abstractmethod
     def view_shapes(self, height: int, width: int, training: bool) -> list[tuple[int, int]]:

@@ -117,27 +117,33 @@ class PerceiverResampler(Connector):
         return self.norm(latents)
 
 
-def _reduced_grid(grid: tuple[int, int], factor: int) -> tuple[int, int]:
-    """The grid after merging factor x factor blocks; both sides must divide (ConfigError on `factor`)."""
-    rows, cols = grid
-    if rows % factor or cols % factor:
-        raise ConfigError("factor", f"a {rows}x{cols} patch grid cannot be reduced by a factor of {factor}")
-    return rows // factor, cols // factor
+class _BlockReducer(Connector):
+    """A connector that merges each factor x factor block of patches into one token."""
 
-
-class AveragePoolProjector(Connector):
-    """Average pooling of factor x factor patch blocks, then a linear map: parameter-free token reduction."""
-
-    def __init__(self, vision_dim: int, lm_dim: int, factor: int = 2) -> None:
+    def __init__(self, vision_dim: int, lm_dim: int, factor: int) -> None:
         super().__init__(vision_dim, lm_dim)
         if factor <= 0:
             raise ConfigError("factor", f"must be positive, got {factor}")
         self.factor = factor
-        self.proj = nn.Linear(vision_dim, lm_dim)
+
+    def reduced_grid(self, grid: tuple[int, int]) -> tuple[int, int]:
+        """The grid after merging blocks; both sides must divide by the factor (ConfigError on `factor`)."""
+        rows, cols = grid
+        if rows % self.factor or cols % self.factor:
+            raise ConfigError("factor", f"a {rows}x{cols} patch grid cannot be reduced by a factor of {self.factor}")
+        return rows // self.factor, cols // self.factor
 
     def num_tokens(self, grid: tuple[int, int]) -> int:
-        rows, cols = _reduced_grid(grid, self.factor)
+        rows, cols = self.reduced_grid(grid)
         return rows * cols
+
+
+class AveragePoolProjector(_BlockReducer):
+    """Average pooling of factor x factor patch blocks, then a linear map: parameter-free token reduction."""
+
+    def __init__(self, vision_dim: int, lm_dim: int, factor: int = 2) -> None:
+        super().__init__(vision_dim, lm_dim, factor)
+        self.proj = nn.Linear(vision_dim, lm_dim)
 
     def forward(self, features: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
         batch, _, dim = features.shape
@@ -146,22 +152,15 @@ class AveragePoolProjector(Connector):
         return self.proj(pooled)
 
 
-class PixelShuffleProjector(Connector):
+class PixelShuffleProjector(_BlockReducer):
     """Space-to-depth: each factor x factor block of patches becomes one token (Idefics3/SmolVLM), then a linear map."""
 
     def __init__(self, vision_dim: int, lm_dim: int, factor: int = 2) -> None:
-        super().__init__(vision_dim, lm_dim)
-        if factor <= 0:
-            raise ConfigError("factor", f"must be positive, got {factor}")
-        self.factor = factor
+        super().__init__(vision_dim, lm_dim, factor)
         self.proj = nn.Linear(vision_dim * factor * factor, lm_dim)
-
-    def num_tokens(self, grid: tuple[int, int]) -> int:
-        rows, cols = _reduced_grid(grid, self.factor)
-        return rows * cols
 
     def forward(self, features: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
         batch, _, dim = features.shape
-        (rows, cols), f = _reduced_grid(grid, self.factor), self.factor
+        (rows, cols), f = self.reduced_grid(grid), self.factor
         blocks = features.view(batch, rows, f, cols, f, dim).permute(0, 1, 3, 2, 4, 5)
         return self.proj(blocks.reshape(batch, rows * cols, f * f * dim))

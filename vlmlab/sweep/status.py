@@ -34,16 +34,16 @@ def _wall_seconds(record: dict) -> float | None:
     return float(cost["train_seconds"]) + float(cost.get("eval_seconds") or 0.0)
 
 
-def _unfinished_state(output_dir: Path, axis: str, run_id: str, now: float) -> str:
-    run_dir = output_dir / "runs" / axis / run_id
-    if not run_dir.exists():
+def _unfinished_state(output_dir: Path | None, axis: str, run_id: str, now: float) -> str:
+    run_dir = output_dir / "runs" / axis / run_id if output_dir is not None else None
+    if run_dir is None or not run_dir.exists():
         return "missing"
     latest = max((p.stat().st_mtime for p in run_dir.rglob("*") if p.is_file()), default=run_dir.stat().st_mtime)
     return "running" if now - latest < RUNNING_WITHIN_S else "interrupted"
 
 
-def axis_status(results_dir: Path, output_dir: Path, axis: str, now: float | None = None) -> list[RunStatus]:
-    """The state of every planned run of `axis`, in plan order."""
+def axis_status(results_dir: Path, output_dir: Path | None, axis: str, now: float | None = None) -> list[RunStatus]:
+    """The state of every planned run of `axis`, in plan order (without `output_dir`, unfinished runs are missing)."""
     now = time.time() if now is None else now
     _plan, runs, _warnings = load_axis(results_dir, axis)
     out = []
@@ -65,7 +65,7 @@ def time_left(statuses: list[RunStatus]) -> float | None:
 
 def progress_line(results_dir: Path, axis: str) -> str:
     """'run k of N, estimate' for the run about to start (k counts the planned runs with a record, plus one)."""
-    statuses = axis_status(results_dir, Path("/nonexistent"), axis)
+    statuses = axis_status(results_dir, None, axis)
     k = sum(s.state != "missing" for s in statuses) + 1
     left = time_left(statuses)
     estimate = f", about {_duration(left)} left in this sweep" if left is not None else ""

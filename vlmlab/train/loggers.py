@@ -6,7 +6,8 @@ import logging
 import netrc
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from lightning.pytorch.loggers import CSVLogger, Logger
 from omegaconf import DictConfig, OmegaConf
@@ -15,6 +16,7 @@ if TYPE_CHECKING:
     import pandas
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def wandb_mode(requested: str) -> str:
@@ -44,51 +46,54 @@ def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def _wandb_logger(cfg: DictConfig, run_id: str) -> Logger:
-    """A WandbLogger started now, so an unreachable server costs at most `init_timeout` s and then goes offline."""
+def _start_wandb(cfg: DictConfig, start: Callable[[str, Path, Any], T]) -> T:
+    """`start(mode, save_dir, settings)` in the configured mode, falling back to offline when the server does not
+    answer within `init_timeout` seconds, so wandb never fails or blocks a run."""
     import wandb  # wandb's import is slow; pay it only when used
-    from lightning.pytorch.loggers import WandbLogger
 
+    settings = cfg.logger.wandb
     save_dir = Path(cfg.paths.output_dir).resolve() / "wandb"  # absolute: wandb's service has its own cwd
     save_dir.mkdir(parents=True, exist_ok=True)
-    arm, seed, settings = cfg.ablation.arm, cfg.seed, cfg.logger.wandb
+    wandb_settings = wandb.Settings(init_timeout=float(settings.get("init_timeout", 30)), silent=True)
     mode = wandb_mode(settings.mode)
-    for attempt in (mode, "offline"):
-        logger = WandbLogger(
-            project=settings.project, group=cfg.ablation.name, job_type=arm, name=f"{arm}-s{seed}-{run_id}",
-            save_dir=str(save_dir), mode=attempt, config=flatten(OmegaConf.to_container(cfg, resolve=True)) | {"run_id": run_id},
-            settings=wandb.Settings(init_timeout=float(settings.get("init_timeout", 30)), silent=True),
-        )
+    for attempt in dict.fromkeys((mode, "offline")):
         try:
-            logger.experiment  # noqa: B018  (starts the run: this is where an unreachable server shows)
-            return logger
+            return start(attempt, save_dir, wandb_settings)
         except Exception as err:  # wandb raises its own error types for network failures
             if attempt == "offline":
                 raise
-            log.warning("wandb %s failed (%s): logging offline to %s; `make sync` uploads it later", attempt, err,
-                        save_dir)
+            log.warning("wandb %s failed (%s): offline to %s; `make sync` uploads it later", attempt, err, save_dir)
             wandb.teardown()  # a service left from the failed start would swallow the offline run's data
     raise AssertionError("unreachable")
+
+
+def _wandb_logger(cfg: DictConfig, run_id: str) -> Logger:
+    """A WandbLogger started now, so that an unreachable server shows (and falls back) before training."""
+    from lightning.pytorch.loggers import WandbLogger
+
+    arm, seed = cfg.ablation.arm, cfg.seed
+    config = flatten(OmegaConf.to_container(cfg, resolve=True)) | {"run_id": run_id}
+
+    def start(mode: str, save_dir: Path, settings: Any) -> Logger:
+        logger = WandbLogger(
+            project=cfg.logger.wandb.project, group=cfg.ablation.name, job_type=arm, name=f"{arm}-s{seed}-{run_id}",
+            save_dir=str(save_dir), mode=mode, config=config, settings=settings,
+        )
+        logger.experiment  # noqa: B018  (starts the run: this is where an unreachable server shows)
+        return logger
+
+    return _start_wandb(cfg, start)
 
 
 def log_sweep_summary(cfg: DictConfig, axis: str, table: "pandas.DataFrame") -> None:
     """The ablation's table as a wandb.Table in a summary run of the sweep's group (offline unless logged in)."""
     import wandb
 
-    settings = cfg.logger.wandb
-    save_dir = Path(cfg.paths.output_dir).resolve() / "wandb"  # absolute: wandb's service has its own cwd
-    save_dir.mkdir(parents=True, exist_ok=True)
-    for attempt in (wandb_mode(settings.mode), "offline"):
-        try:
-            run = wandb.init(project=settings.project, group=axis, job_type="summary", name=f"{axis}-table",
-                             dir=str(save_dir), mode=attempt, reinit="finish_previous",
-                             settings=wandb.Settings(init_timeout=float(settings.get("init_timeout", 30)), silent=True))
-            break
-        except Exception as err:
-            log.warning("wandb %s failed (%s): the summary goes offline", attempt, err)
-            wandb.teardown()
-    else:
-        return
+    def start(mode: str, save_dir: Path, settings: Any):
+        return wandb.init(project=cfg.logger.wandb.project, group=axis, job_type="summary", name=f"{axis}-table",
+                          dir=str(save_dir), mode=mode, reinit="finish_previous", settings=settings)
+
+    run = _start_wandb(cfg, start)
     run.log({f"{axis}/table": wandb.Table(dataframe=table.astype(str))})
     run.summary["ablation"] = axis
     run.finish()
