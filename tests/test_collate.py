@@ -61,6 +61,19 @@ def test_generation_batch_is_left_padded_without_answers(tokenizer):
     assert text.strip().endswith("answer:") and "cat" not in text
 
 
+def test_each_task_gets_its_own_template(tmp_path):
+    captions = "{prompt} caption:"
+    tokenizer = synthetic_tokenizer([*CORPUS, captions.format(prompt="describe the image.")], tmp_path)
+    collator = VLMCollator(tokenizer, SquareResize(size=8), lambda shapes: 4 * len(shapes), template=TEMPLATE,
+                           templates={"caption": captions})
+    caption = Example(torch.zeros(3, 8, 8, dtype=torch.uint8), "caption", "describe the image.", "a red circle")
+    batch = collator.generation_batch([caption, example("cat")])
+    texts = [tokenizer.decode(row, skip_special_tokens=True).strip() for row in batch["input_ids"]]
+    assert texts == ["describe the image. caption:", "question: what word is written? answer:"]
+    # the caption template has nothing before its prompt: only the question template's prefix stops generation
+    assert collator.turn_prefixes() == {"question:"}
+
+
 def test_exact_match_normalises_case_and_whitespace():
     assert normalise("  A  Red\tCircle ") == "a red circle"
     assert exact_match(" Cat ", ["cat"]) == 1.0

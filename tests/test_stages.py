@@ -55,7 +55,7 @@ def test_impossible_stages_are_refused_naming_the_key(make_cfg, stages, key):
 def test_a_two_stage_run_trains_from_frozen_to_lora_with_one_continuous_log(tmp_path, cache_dir, monkeypatch):
     monkeypatch.chdir(tmp_path)
     GlobalHydra.instance().clear()
-    stages = ("+stages=[{name:align,max_steps:3,adapt_vision:{_target_:vlmlab.models.adapt.Frozen},"
+    stages = ("stages=[{name:align,max_steps:3,adapt_vision:{_target_:vlmlab.models.adapt.Frozen},"
               "adapt_lm:{_target_:vlmlab.models.adapt.Frozen}},"
               "{name:lora,max_steps:2,adapt_lm:{_target_:vlmlab.models.adapt.LoRA,r:4}}]")
     assert main(["train", f"paths.cache_dir={cache_dir}", "logger=none", "trainer.log_every_n_steps=1",
@@ -81,7 +81,7 @@ def test_a_bad_stage_is_refused_before_training(tmp_path, cache_dir, monkeypatch
     (tmp_path / "ablations").mkdir()
     (tmp_path / "ablations" / "staged.yaml").write_text(
         "question: q\ncontrol: a\nseeds: [0]\nmetrics: [count]\narms:\n"
-        "  a: ['+stages=[{name:x,max_steps:2},{name:y,max_steps:2,image:{size:60}}]']\n")
+        "  a: ['stages=[{name:x,max_steps:2},{name:y,max_steps:2,image:{size:60}}]']\n")
     GlobalHydra.instance().clear()
     assert main(["sweep", "staged", f"paths.cache_dir={cache_dir}"]) == 2
     GlobalHydra.instance().clear()

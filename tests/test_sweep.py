@@ -169,7 +169,7 @@ def test_another_hydra_launcher_runs_the_same_jobs(workspace, cache_dir):
 @pytest.mark.parametrize("fusion", ["autoregressive", "cross_attention"])
 def test_k_shot_evaluation_runs_end_to_end(workspace, cache_dir, fusion):
     assert main(["train", f"paths.cache_dir={cache_dir}", "logger=none", "trainer.max_steps=2", "data.batch_size=2",
-                 "eval.limit_per_task=2", "eval.max_new_tokens=3", "+eval.shots=2", f"model/fusion={fusion}",
+                 "eval.limit_per_task=2", "eval.max_new_tokens=3", "eval.shots=2", f"model/fusion={fusion}",
                  "ablation.name=toy", "ablation.arm=kshot"]) == 0
     (record,) = records(workspace).values()
     assert record["status"] == "done", record.get("error")

@@ -196,8 +196,21 @@ def test_ocr_words_drawn_and_sized():
         heights[scene.size].append(y1 - y0 + 1)
     assert all(heights.values()), heights
     # small text: several pixels tall at full resolution, at most ~2 px once downscaled 4x
-    assert 5 <= min(heights["small"]) and max(heights["small"]) <= 9
-    assert max(heights["small"]) < min(heights["medium"]) <= max(heights["medium"]) < min(heights["large"])
+    assert 4 <= min(heights["small"]) and max(heights["small"]) <= 7
+    # box heights vary with ascenders and descenders ("cone" vs "dog"): compare the typical word
+    medians = [np.median(heights[size]) for size in ("small", "medium", "large")]
+    assert medians == sorted(medians) and len(set(medians)) == 3, heights
+
+
+def test_words_and_dots_sit_on_the_lattice():
+    spec = dataclasses.replace(TINY, canvas=128, eval_images=60)
+    step = spec.canvas // scenes_v2.LATTICE
+    drawn = draw_suite(spec)["test"]
+    for example in drawn["synth_ocr"]:
+        margin_ok = example.scene.box(spec.canvas)[0] >= 0
+        assert margin_ok and example.scene.x % step == 0 and example.scene.y % step == 0, example.scene
+    for example in drawn["synth_count"]:
+        assert all(cx % step == step // 2 and cy % step == step // 2 for cx, cy, *_ in example.scene.objects)
 
 
 def test_ocr_rows_match_scenes(suite):
@@ -210,7 +223,7 @@ def test_ocr_rows_match_scenes(suite):
 def test_count_answer_equals_drawn_blobs(suite):
     for name, task in (("train", "count"), ("validation", "synth_count"), ("test", "synth_count")):
         for row in rows(suite[name], task):
-            assert 3 <= int(row["answer"]) <= 12
+            assert 1 <= int(row["answer"]) <= 8
             assert blobs(row["image"], _background(row["image"])) == int(row["answer"])
 
 

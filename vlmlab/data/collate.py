@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import torch
@@ -38,20 +38,34 @@ class Example:
 
 
 class VLMCollator:
-    """Turns examples into model inputs: [bos] <image>*N prompt [answer eos], N from the image's views."""
+    """Turns examples into model inputs: [bos] <image>*N prompt [answer eos], N from the image's views.
+
+    Each prompt is written with its task's template (`templates[task]`, e.g. a captioning prompt), else `template`.
+    """
 
     def __init__(
-        self, tokenizer: PreTrainedTokenizerBase, images: ImageProcessor, sequence_tokens: SequenceTokens, template: str
+        self, tokenizer: PreTrainedTokenizerBase, images: ImageProcessor, sequence_tokens: SequenceTokens, template: str,
+        templates: Mapping[str, str] | None = None,
     ) -> None:
         self.tokenizer = tokenizer
         self.images = images
         self.sequence_tokens = sequence_tokens
         self.template = template
+        self.templates = dict(templates or {})
         self.image_token_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
+
+    def template_for(self, task: str) -> str:
+        """The prompt template of `task`."""
+        return self.templates.get(task, self.template)
+
+    def turn_prefixes(self) -> set[str]:
+        """The text each template puts before the prompt: where a generated answer has run into a new turn."""
+        return {t.split("{prompt}")[0].strip() for t in (self.template, *self.templates.values())} - {""}
 
     def _turn_ids(self, example: Example, views: list[torch.Tensor]) -> list[int]:
         placeholders = self.sequence_tokens([tuple(v.shape[-2:]) for v in views])
-        text_ids = self.tokenizer(self.template.format(prompt=example.prompt), add_special_tokens=False).input_ids
+        text = self.template_for(example.task).format(prompt=example.prompt)
+        text_ids = self.tokenizer(text, add_special_tokens=False).input_ids
         return [*([self.image_token_id] * placeholders), *text_ids]
 
     def _prompt_ids(self, example: Example, views: list[torch.Tensor]) -> list[int]:

@@ -23,9 +23,14 @@ OCR_WORDS: tuple[str, ...] = WORDS + (
     "fish", "bird", "tree", "lamp", "book", "door", "star", "moon", "ship",
     "cake", "kite", "frog", "bell", "coin", "leaf", "rose", "ring", "sock",
 )  # fmt: skip
-# Font em size as a fraction of the canvas: at 128 px, 9 / 14 / 23 px. The small one has ~6 px capitals,
-# readable at full resolution but ~1.5 px (a smudge) once the image is downscaled 4x.
-FONT_SIZES: dict[str, float] = {"small": 0.07, "medium": 0.11, "large": 0.18}
+# Font em size as a fraction of the canvas: at 128 px, 7 / 14 / 23 px. The small one has ~5 px capitals,
+# readable at full resolution but ~1 px (a smudge) once the image is downscaled 4x.
+FONT_SIZES: dict[str, float] = {"small": 0.055, "medium": 0.11, "large": 0.18}
+# Words and dots sit on a lattice of canvas / LATTICE pixels: one patch of the default tower at 64 px. A
+# ~0.1M-parameter ViT trained from scratch for a few hundred steps cannot learn glyphs at arbitrary pixel
+# offsets (a vision-only probe: 4% on 30 words at 128 px, chance 3%) but learns them on the lattice (100%);
+# resolution still matters, since a downscaled small font is a blur (73% at 64 px against 100% at 128 px).
+LATTICE = 8
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1, inclusive pixel bounds
 
 
@@ -74,14 +79,20 @@ class TextScene:
         return (self.x + left, self.y + top, self.x + right - 1, self.y + bottom - 1)
 
 
+def _on_lattice(rng: np.random.Generator, low: int, high: int, step: int) -> int:
+    """A random multiple of `step` in [low, high], or `low` when none fits."""
+    first, last = -(-low // step), high // step
+    return int(rng.integers(first, last + 1)) * step if first <= last else low
+
+
 def draw_text_scene(rng: np.random.Generator, canvas: int) -> TextScene:
-    """A random word at a random size and position, fully inside the canvas."""
+    """A random word at a random size, its text origin on the lattice, fully inside the canvas."""
     word = OCR_WORDS[int(rng.integers(len(OCR_WORDS)))]
     size = tuple(FONT_SIZES)[int(rng.integers(len(FONT_SIZES)))]
     left, top, right, bottom = _font(font_px(canvas, size)).getbbox(word)
-    margin = 2
-    x = int(rng.integers(margin - left, max(margin - left, canvas - margin - right) + 1))
-    y = int(rng.integers(margin - top, max(margin - top, canvas - margin - bottom) + 1))
+    margin, step = 2, canvas // LATTICE
+    x = _on_lattice(rng, margin - left, canvas - margin - right, step)
+    y = _on_lattice(rng, margin - top, canvas - margin - bottom, step)
     return TextScene(word, size, x, y, int(rng.integers(len(BACKGROUNDS))))
 
 
@@ -93,7 +104,7 @@ def render_text_scene(scene: TextScene, canvas: int) -> Image.Image:
     return image
 
 
-# ---- counting: 3-12 tiny shapes, apart -------------------------------------------------------------
+# ---- counting: 1-8 tiny shapes, apart -------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -110,12 +121,12 @@ class DotsScene:
 
 
 def draw_dots_scene(rng: np.random.Generator, canvas: int) -> DotsScene:
-    """3-12 shapes of radius 3-4% of the canvas whose boxes never touch, so each is a separate blob."""
-    n, objects = int(rng.integers(3, 13)), []
-    gap = max(2, round(0.02 * canvas))
+    """1-8 shapes of radius 3-4% of the canvas centred in lattice cells, boxes never touching: separate blobs."""
+    n, objects = int(rng.integers(1, 9)), []
+    gap, cell = max(2, round(0.02 * canvas)), canvas // LATTICE
     while len(objects) < n:
         r = max(2, round(rng.uniform(0.03, 0.04) * canvas))
-        cx, cy = (int(v) for v in rng.integers(r, canvas - r, size=2))
+        cx, cy = (int(v) * cell + cell // 2 for v in rng.integers(0, LATTICE, size=2))
         # Chebyshev distance: boxes (hence shapes) stay >= 1 px apart even diagonally (8-connectivity)
         if all(max(abs(cx - ox), abs(cy - oy)) >= r + orad + gap for ox, oy, orad, _, _ in objects):
             shape, color = SHAPES[int(rng.integers(len(SHAPES)))], COLORS[int(rng.integers(len(COLORS)))]

@@ -5,7 +5,7 @@ each benchmark has its own scene family, built so that one axis of the Idefics2 
 score at toy scale (~1M-parameter models, ~800 CPU steps, 64-128 px images):
 
 - synth_ocr (ANLS): a word in a small/medium/large font; the small one needs resolution or splitting.
-- synth_count (exact match): 3-12 tiny shapes; needs the spatial detail a small token budget pools away.
+- synth_count (exact match): 1-8 tiny shapes; needs the spatial detail a small token budget pools away.
 - synth_wide (exact match): 2:1-3:1 rows / columns with thin end bars; a square squash stretches them 2-3x.
 - synth_caption (CIDEr): v1 grid scenes with five references varying in wording and order.
 - synth_vqa (VQA accuracy): v1 grid scenes, questions with ten annotator answers incl. variants.
@@ -35,7 +35,7 @@ from vlmlab.data import synthetic as v1
 from vlmlab.data.cache import build_once
 from vlmlab.data.scenes_v2 import Grid, alt_caption, caption_references, vqa_question
 
-SUITE_VERSION: str = "synthetic-v2"
+SUITE_VERSION: str = "synthetic-v2.1"  # bump whenever a generator changes: caches are keyed by it
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
 CAPTION_STYLES: tuple[str, ...] = ("clean", "alt")
 _STR = datasets.Value("string")
@@ -89,7 +89,7 @@ GENERATORS: dict[str, Generator] = {g.benchmark: g for g in (
         lambda s, rng: ("what word is written?", [s.word]),
     ),
     Generator(
-        "synth_count", "count", BenchmarkInfo("exact_match", "count 3-12 tiny scattered shapes"),
+        "synth_count", "count", BenchmarkInfo("exact_match", "count 1-8 tiny scattered shapes"),
         "dots", sc.draw_dots_scene, sc.render_dots_scene,
         lambda s, rng: ("how many shapes are there?", [str(len(s.objects))]),
     ),

@@ -75,7 +75,7 @@ def evaluate(
 ) -> EvalResult:
     """Greedy answers for `examples`, each task scored with `metrics[task]` (a name from vlmlab.eval.metrics)."""
     # Stop where the template's next turn would begin, and at a line break.
-    stops = ("\n", collator.template.split("{prompt}")[0].strip() or "\n")
+    stops = ("\n", *sorted(collator.turn_prefixes()))
     was_training = model.training
     model.eval()
     tokenizer = collator.tokenizer

@@ -50,12 +50,20 @@ def _examples(spec: Suite, cache_dir: str, images: ImageProcessor, split: str) -
     return split_examples(_suite(spec, cache_dir)[split], images)
 
 
+def prompt_templates(data: DictConfig) -> dict[str, str]:
+    """Per-task prompt templates of a data config (`data.prompt_templates`; absent in older configs)."""
+    return dict(data.get("prompt_templates") or {})
+
+
 @functools.lru_cache(maxsize=8)
-def _tokenizer(spec: Suite, cache_dir: str, template: str, pretrained: str | None) -> PreTrainedTokenizerBase:
+def _tokenizer(
+    spec: Suite, cache_dir: str, templates: tuple[str, ...], pretrained: str | None
+) -> PreTrainedTokenizerBase:
     if pretrained is not None:
         return pretrained_tokenizer(pretrained)
     train = _suite(spec, cache_dir)["train"]
-    corpus = [template.format(prompt=p) for p in set(train["prompt"])] + [" " + a for a in set(train["answer"])]
+    prompts = set(train["prompt"])
+    corpus = [t.format(prompt=p) for t in templates for p in prompts] + [" " + a for a in set(train["answer"])]
     return synthetic_tokenizer(corpus, Path(cache_dir) / "tokenizers")
 
 
@@ -74,7 +82,8 @@ def _train_stage(
     """Train `model` for one stage (resuming from its last checkpoint if any); its collator, images and cost."""
     cfg, cache_dir = stage.config, str(stage.config.paths.cache_dir)
     images: ImageProcessor = instantiate(cfg.data.image, _convert_="all")
-    collator = VLMCollator(tokenizer, images, model.sequence_tokens, cfg.data.prompt_template)
+    collator = VLMCollator(tokenizer, images, model.sequence_tokens, cfg.data.prompt_template,
+                           prompt_templates(cfg.data))
     datamodule = VLMDataModule(
         _examples(spec, cache_dir, images, "train"), _examples(spec, cache_dir, images, "validation"),
         collator, cfg.data.batch_size, cfg.seed, cfg.data.num_workers, cfg.data.get("mixture"),
@@ -117,7 +126,8 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, run_id: str) -> RunOutcom
     first = stages[0].config
     spec: Suite = instantiate(cfg.data.suite)
     cache_dir = str(cfg.paths.cache_dir)
-    tokenizer = _tokenizer(spec, cache_dir, cfg.data.prompt_template, cfg.model.lm.get("pretrained"))
+    templates = (cfg.data.prompt_template, *sorted(set(prompt_templates(cfg.data).values())))
+    tokenizer = _tokenizer(spec, cache_dir, templates, cfg.model.lm.get("pretrained"))
     tower_size = instantiate(first.data.image, _convert_="all").tower_size
 
     L.seed_everything(cfg.seed, workers=True, verbose=False)  # before building: the seed fixes the initial weights
@@ -137,7 +147,6 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, run_id: str) -> RunOutcom
     tasks = set(cfg.eval.tasks or spec.task_metrics())  # null: every benchmark the suite scores
     test = [ex for ex in test if ex.task in tasks]
     # k-shot evaluation (the paper's ablations are 4-shot): contexts drawn from the training split with a fixed seed.
-    # Read with a default until the v2 defaults land, so that committed run ids stay valid.
     test = with_context(test, _examples(spec, cache_dir, images, "train"), cfg.eval.get("shots", 0), seed=0)
     started = time.perf_counter()
     result = evaluate(model, collator, test, cfg.eval.batch_size, cfg.eval.max_new_tokens, spec.task_metrics())
