@@ -49,10 +49,23 @@ class VLMCollator:
         self.template = template
         self.image_token_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
 
+    def _text_ids(self, example: Example) -> list[int]:
+        return self.tokenizer(self.template.format(prompt=example.prompt), add_special_tokens=False).input_ids
+
     def _turn_ids(self, example: Example, views: list[torch.Tensor]) -> list[int]:
         placeholders = self.sequence_tokens([tuple(v.shape[-2:]) for v in views])
-        text_ids = self.tokenizer(self.template.format(prompt=example.prompt), add_special_tokens=False).input_ids
-        return [*([self.image_token_id] * placeholders), *text_ids]
+        return [*([self.image_token_id] * placeholders), *self._text_ids(example)]
+
+    def text_tokens(self, example: Example, training: bool) -> int:
+        """Tokens of the example's sequence besides image placeholders: bos, prompts, answers, eos.
+
+        Training sequences are [bos] prompt answer eos; generation prompts are [bos], each in-context shot's
+        prompt and answer, then the query's prompt (its answer is what gets generated).
+        """
+        if training:
+            return 1 + len(self._text_ids(example)) + len(self._answer_ids(example))
+        shots = sum(len(self._text_ids(shot)) + len(self._answer_ids(shot)) for shot in example.context)
+        return 1 + shots + len(self._text_ids(example))
 
     def _prompt_ids(self, example: Example, views: list[torch.Tensor]) -> list[int]:
         return [self.tokenizer.bos_token_id, *self._turn_ids(example, views)]
