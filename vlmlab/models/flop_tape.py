@@ -32,6 +32,9 @@ from torch import nn
 from transformers.pytorch_utils import Conv1D
 
 
+Special = Mapping[nn.Module, Callable[[], None]]  # modules a walk counts with their own callable
+
+
 @dataclass(frozen=True)
 class FlopCount:
     """Forward and backward FLOPs of one sample, per component (vision, connector, fusion, lm)."""
@@ -130,21 +133,18 @@ class Tape:
         self.attention(queries, keys, mha.embed_dim)
         self.linear(mha.out_proj, queries)
 
-    def walk(self, module: nn.Module, tokens: float, special: Mapping[nn.Module, Callable[[], None]] | None = None) -> None:
+    def walk(self, module: nn.Module, tokens: float, special: Special | None = None) -> None:
         """Every matrix-product layer under `module` in registration order, each on `tokens` rows.
 
         A module in `special` is counted by its callable instead (a layer stack with its attention, a patch
         embedding over the patches only, an LM head over fewer rows).
         """
         special = special or {}
+        layer = next((count for kind, count in _LAYERS.items() if isinstance(module, kind)), None)
         if module in special:
             special[module]()
-        elif isinstance(module, nn.MultiheadAttention):  # a self-attention, unless its owner counts it otherwise
-            self.multihead(module, tokens, tokens, self.grad)
-        elif isinstance(module, (nn.Linear, Conv1D)):
-            self.linear(module, tokens)
-        elif isinstance(module, nn.Conv2d):
-            self.conv(module, tokens)
+        elif layer is not None:
+            layer(self, module, tokens)
         else:
             for child in module.children():
                 self.walk(child, tokens, special)
@@ -161,3 +161,13 @@ class Tape:
     def result(self) -> FlopCount:
         """What the tape counted, per component."""
         return FlopCount(dict(self.forward), dict(self.backward))
+
+
+# How each kind of matrix-product layer is counted on the tokens it runs on; an nn.MultiheadAttention met in a
+# walk is a self-attention (a connector or fusion that cross-attends counts its own with Tape.multihead).
+_LAYERS: dict[type[nn.Module], Callable[[Tape, nn.Module, float], None]] = {
+    nn.MultiheadAttention: lambda tape, mha, tokens: tape.multihead(mha, tokens, tokens, tape.grad),
+    nn.Linear: Tape.linear,
+    Conv1D: Tape.linear,
+    nn.Conv2d: Tape.conv,
+}
