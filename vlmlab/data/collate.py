@@ -48,6 +48,7 @@ class VLMCollator:
         self.sequence_tokens = sequence_tokens
         self.template = template
         self.image_token_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
+        self._lengths: dict[tuple[str, str], int] = {}  # prompts and answers repeat: count each once
 
     def _text_ids(self, example: Example) -> list[int]:
         return self.tokenizer(self.template.format(prompt=example.prompt), add_special_tokens=False).input_ids
@@ -63,9 +64,17 @@ class VLMCollator:
         prompt and answer, then the query's prompt (its answer is what gets generated).
         """
         if training:
-            return 1 + len(self._text_ids(example)) + len(self._answer_ids(example))
-        shots = sum(len(self._text_ids(shot)) + len(self._answer_ids(shot)) for shot in example.context)
-        return 1 + shots + len(self._text_ids(example))
+            return 1 + self._length(example, "prompt") + self._length(example, "answer")
+        shots = sum(self._length(shot, "prompt") + self._length(shot, "answer") for shot in example.context)
+        return 1 + shots + self._length(example, "prompt")
+
+    def _length(self, example: Example, part: str) -> int:
+        """Tokens of the example's templated prompt, or of its answer with eos, counted once per distinct text."""
+        key = (part, getattr(example, part))
+        if key not in self._lengths:
+            ids = self._text_ids(example) if part == "prompt" else self._answer_ids(example)
+            self._lengths[key] = len(ids)
+        return self._lengths[key]
 
     def _prompt_ids(self, example: Example, views: list[torch.Tensor]) -> list[int]:
         return [self.tokenizer.bos_token_id, *self._turn_ids(example, views)]
