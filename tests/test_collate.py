@@ -79,3 +79,13 @@ def test_exact_match_normalises_case_and_whitespace():
     assert exact_match(" Cat ", ["cat"]) == 1.0
     assert exact_match("cats", ["cat"]) == 0.0
     assert exact_match("dog", ["cat", "DOG"]) == 1.0
+
+
+def test_text_tokens_count_every_token_but_the_image_placeholders(tokenizer):
+    collator = VLMCollator(tokenizer, SquareResize(size=8), lambda shapes: 4 * len(shapes), template=TEMPLATE)
+    long = example("a red circle at the top left and the word cat")
+    query = Example(long.pixels, "text", "how many shapes are there?", "3", context=(long, example("cat")))
+    train = collator.train_batch([long])["input_ids"][0]
+    prompt = collator.generation_batch([query])["input_ids"][0]
+    assert collator.text_tokens(long, training=True) == len(train) - 4
+    assert collator.text_tokens(query, training=False) == len(prompt) - 3 * 4  # two shots and the query's image

@@ -11,7 +11,7 @@ from vlmlab.data.collate import Example
 from vlmlab.data.examples import split_examples
 from vlmlab.data.images import SquareResize
 from vlmlab.data.synthetic_v2 import BENCHMARKS, SyntheticV2Spec
-from vlmlab.eval.harness import score
+from vlmlab.eval.harness import generated_lengths, score
 from vlmlab.train.datamodule import VLMDataModule
 
 
@@ -84,3 +84,9 @@ def test_k_shot_contexts_are_same_task_fixed_by_seed_and_laid_out_before_the_que
     assert text.strip().endswith("answer:") and first[0].context[0].answer in text.replace(" ", "")
     assert len(batch["pixel_values"][0]) == 3, "views of every image of the sample, in order"
     assert truncate_at(" 3 question: q answer: 4", ("\n", "question:")) == "3"
+
+
+def test_generated_lengths_stop_at_the_first_end_of_sequence():
+    eos, pad = 2, 0
+    new = torch.tensor([[7, 8, eos, pad, pad], [7, eos, 9, eos, pad], [7, 8, 9, 10, 11]])
+    assert generated_lengths(new, eos) == [3, 2, 5]

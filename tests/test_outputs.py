@@ -44,11 +44,13 @@ def test_latex_is_a_booktabs_tabular(tmp_path: Path) -> None:
     text = render_latex(plan, runs)
     lines = text.splitlines()
     body = [line for line in lines if not line.startswith("%")]
-    assert body[0] == r"\begin{tabular}{lrrrrrrrr}" and body[-1] == r"\end{tabular}"
+    assert body[0] == r"\begin{tabular}{lrrrrrrrrrrrr}" and body[-1] == r"\end{tabular}"
     assert body[1] == r"\toprule" and body[3] == r"\midrule" and body[-2] == r"\bottomrule"
-    assert body[2] == r"pooling & vqa & ocr & Avg. & params & trainable & visual tokens & train s & seeds \\"
+    assert body[2] == (r"pooling & vqa & ocr & Avg. & params & trainable & visual tokens & train FLOPs & infer FLOPs "
+                       r"& train s & samples/s & peak MB & seeds \\")
     rows = body[4:-2]
-    assert len(rows) == 3 and all(row.count("&") == 8 and row.endswith(r" \\") for row in rows)
+    assert len(rows) == 3 and all(row.count("&") == 12 and row.endswith(r" \\") for row in rows)
+    assert rows[0].endswith(r"& 64 & -- & -- & 10.5 & 5.0 & -- & 2/2 \\")  # no FLOPs or memory in these records
     assert rows[0].startswith(r"perceiver (control) & \textbf{75.0} $\pm$ 7.1 & \textbf{45.0} $\pm$ 7.1 & ")
     assert rows[2].startswith(r"linear & 55.0 $\pm$ 7.1 ($-$20.0) & 21.0 $\pm$ 1.4 ($-$24.0) & ")
     assert rows[1].endswith(r"& 1/2 (1 missing) \\")

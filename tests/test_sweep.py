@@ -133,7 +133,8 @@ def test_every_arm_of_every_shipped_ablation_trains_and_evaluates(tmp_path, cach
     for name in available(ROOT / "ablations"):
         GlobalHydra.instance().clear()
         code = main(["sweep", name, "--ablations-dir", str(ROOT / "ablations"), f"paths.cache_dir={cache_dir}",
-                     "trainer.max_steps=2", "trainer.log_every_n_steps=1", "data.batch_size=2",
+                     # budget.value=null: an ablation's budget (connector_matched) would override max_steps.
+                     "trainer.max_steps=2", "budget.value=null", "trainer.log_every_n_steps=1", "data.batch_size=2",
                      "data.suite.train_images=40",
                      "eval.limit_per_task=1", "eval.max_new_tokens=2", "logger=none"])
         assert code == 0, f"ablations/{name}.yaml: some arm failed"

@@ -17,7 +17,7 @@ from scipy import stats as scipy_stats
 from vlmlab.results import load_axis, render_csv, render_latex, render_markdown, summarise, write_tables
 from vlmlab.results.records import write_plan, write_record
 from vlmlab.results.plots import SOFTWARE, png_size
-from vlmlab.results.render import human_count
+from vlmlab.results.render import human_count, human_flops
 
 AXIS = "pooling"
 OUTPUTS = (".csv", ".md", ".png", ".tex", "_loss.png")  # what write_tables writes per axis, sorted
@@ -232,11 +232,13 @@ def test_csv_columns_and_format(tmp_path: Path) -> None:
         ["arm", "is_control", "n_planned", "n_done", "n_failed"]
         + [f"{key}_{part}" for key in ("vqa", "ocr", "avg") for part in per_key]
         + ["params_total", "params_trainable", "visual_tokens_per_image", "sequence_tokens_per_image",
-           "visual_tokens_per_image_eval", "train_seconds_mean"]
+           "visual_tokens_per_image_eval", "train_seconds_mean", "train_flops", "inference_flops_per_sample",
+           "train_samples_per_second_mean", "peak_memory_mb_mean", "peak_memory_kind"]
     )
+    # Records without FLOPs or peak memory (written before they were measured): empty cells.
     assert control == ("perceiver,True,2,2,0,75.0000,7.0711,11.4690,138.5310,,,,"
                        "45.0000,7.0711,-18.5310,108.5310,,,,60.0000,7.0711,-3.5310,123.5310,,,,"
-                       "8300000000,740000000,64,,,10.5000")
+                       "8300000000,740000000,64,,,10.5000,,,5.0000,,")
     assert linear.startswith("linear,False,2,2,0,55.0000,7.0711,-8.5310,118.5310,-20.0000,0,2,"
                              "21.0000,1.4142,8.2938,33.7062,-24.0000,0.105137,2,")
     assert "\r" not in text and text.endswith("\n")
@@ -279,6 +281,44 @@ def test_only_axes_with_a_plan_get_tables(tmp_path: Path) -> None:
 )
 def test_human_count(count: int, text: str) -> None:
     assert human_count(count) == text
+
+
+@pytest.mark.parametrize(("flops", "text"), [(999, "999"), (340e9, "340G"), (1.2e12, "1.2T"), (6.3e15, "6.3P"),
+                                             (155_011_195, "155M"), (999_999e9, "1P")])
+def test_human_flops(flops: float, text: str) -> None:
+    assert human_flops(flops) == text
+
+
+def test_compute_and_memory_columns(tmp_path: Path) -> None:
+    """New records carry FLOPs and peak memory; an arm of older records shows empty cells beside them."""
+    ablation = {"name": AXIS, "question": "", "paper_table": "", "control": "perceiver", "arms": ARMS,
+                "metrics": ["vqa", "ocr"], "seeds": SEEDS}
+    write_plan(tmp_path, AXIS, ablation, plan_runs())
+    for run in plan_runs():
+        rec = record(run["arm"], run["seed"])
+        if run["arm"] != "linear":  # linear keeps the older record's cost, without these keys
+            rec["cost"] |= {"train_flops": 6.31e12, "inference_flops_per_sample": 1.55e8 + 1e6 * run["seed"],
+                            "train_samples_per_second": 20.0 + run["seed"], "peak_memory_mb": 58.0,
+                            "peak_memory_kind": "cpu_rss_delta"}
+        write_record(tmp_path, rec)
+    plan, runs, _ = load_axis(tmp_path, AXIS)
+    markdown = render_markdown(plan, runs)
+    assert "| visual tokens | train FLOPs | infer FLOPs | train s | samples/s | peak MB | seeds |" in markdown
+    assert table_row_of(markdown, "perceiver").endswith("| 740M | 64 | 6.31T | 156M | 10.5 | 20.5 | 58.0 | 2/2 |")
+    assert table_row_of(markdown, "linear").endswith("| 1.02M | 740M | 64 | – | – | 10.5 | 5.0 | – | 2/2 |")
+    assert "a multiply-add being 2 FLOPs" in markdown and "resident memory grew during training" in markdown
+    assert "CUDA" not in markdown
+    frame = pd.read_csv(io.StringIO(render_csv(plan, runs))).set_index("arm")
+    assert frame.loc["perceiver", "train_flops"] == 6_310_000_000_000
+    assert frame.loc["perceiver", "inference_flops_per_sample"] == 155_500_000
+    assert frame.loc["perceiver", "peak_memory_kind"] == "cpu_rss_delta"
+    assert pd.isna(frame.loc["linear", "train_flops"]) and pd.isna(frame.loc["linear", "peak_memory_mb_mean"])
+    assert r"& 6.31T & 156M & 10.5 & 20.5 & 58.0 & 2/2 \\" in render_latex(plan, runs)
+
+
+def table_row_of(markdown: str, arm: str) -> str:
+    """The main table's line of `arm` in a rendered Markdown table."""
+    return next(line for line in markdown.splitlines() if line.startswith(f"| {arm}"))
 
 
 def test_committed_tables_regenerate_byte_identically_from_committed_records(tmp_path: Path) -> None:

@@ -27,10 +27,11 @@ from vlmlab.train.module import VLMTrainingModule
 
 def _setup(cfg):
     spec, images = instantiate(cfg.data.suite), instantiate(cfg.data.image, _convert_="all")
-    tokenizer = run._tokenizer(spec, cfg.paths.cache_dir, (cfg.data.prompt_template,), None)
+    tokenizer = run._tokenizer(spec, cfg.paths.cache_dir, run.all_templates(cfg.data), None)
     torch.manual_seed(0)
     model = build_vlm(cfg.model, len(tokenizer), tokenizer.convert_tokens_to_ids(IMAGE_TOKEN), images.tower_size)
-    collator = VLMCollator(tokenizer, images, model.sequence_tokens, cfg.data.prompt_template)
+    collator = VLMCollator(tokenizer, images, model.sequence_tokens, cfg.data.prompt_template,
+                           run.prompt_templates(cfg.data))
     train = run._examples(spec, cfg.paths.cache_dir, images, "train")
     return model, VLMDataModule(train, train[:16], collator, cfg.data.batch_size, cfg.seed)
 

@@ -53,6 +53,11 @@ class VLMCollator:
         self.template = template
         self.templates = dict(templates or {})
         self.image_token_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
+        self._lengths: dict[tuple[str, str], int] = {}  # prompts and answers repeat: count each once
+
+    def _text_ids(self, example: Example) -> list[int]:
+        text = self.template_for(example.task).format(prompt=example.prompt)
+        return self.tokenizer(text, add_special_tokens=False).input_ids
 
     def template_for(self, task: str) -> str:
         """The prompt template of `task`."""
@@ -64,9 +69,26 @@ class VLMCollator:
 
     def _turn_ids(self, example: Example, views: list[torch.Tensor]) -> list[int]:
         placeholders = self.sequence_tokens([tuple(v.shape[-2:]) for v in views])
-        text = self.template_for(example.task).format(prompt=example.prompt)
-        text_ids = self.tokenizer(text, add_special_tokens=False).input_ids
-        return [*([self.image_token_id] * placeholders), *text_ids]
+        return [*([self.image_token_id] * placeholders), *self._text_ids(example)]
+
+    def text_tokens(self, example: Example, training: bool) -> int:
+        """Tokens of the example's sequence besides image placeholders: bos, prompts, answers, eos.
+
+        Training sequences are [bos] prompt answer eos; generation prompts are [bos], each in-context shot's
+        prompt and answer, then the query's prompt (its answer is what gets generated).
+        """
+        if training:
+            return 1 + self._length(example, "prompt") + self._length(example, "answer")
+        shots = sum(self._length(shot, "prompt") + self._length(shot, "answer") for shot in example.context)
+        return 1 + shots + self._length(example, "prompt")
+
+    def _length(self, example: Example, part: str) -> int:
+        """Tokens of the example's templated prompt, or of its answer with eos, counted once per distinct text."""
+        key = (part, example.task, getattr(example, part))  # the prompt's template depends on the task
+        if key not in self._lengths:
+            ids = self._text_ids(example) if part == "prompt" else self._answer_ids(example)
+            self._lengths[key] = len(ids)
+        return self._lengths[key]
 
     def _prompt_ids(self, example: Example, views: list[torch.Tensor]) -> list[int]:
         return [self.tokenizer.bos_token_id, *self._turn_ids(example, views)]

@@ -21,6 +21,7 @@ class EvalResult:
     scores: dict[str, float]
     predictions: list[dict[str, str]]
     samples: int
+    generated_tokens: float = 0.0  # mean new tokens per sample, up to and including its end of sequence
 
 
 def limit_per_task(examples: list[Example], limit: int | None) -> list[Example]:
@@ -54,6 +55,13 @@ def with_context(examples: list[Example], pool: list[Example], shots: int, seed:
     return out
 
 
+def generated_lengths(new_tokens: torch.Tensor, eos_token_id: int) -> list[int]:
+    """Tokens each row of a generation generated: up to and including its first eos (padding follows it)."""
+    is_eos = new_tokens == eos_token_id
+    first = torch.where(is_eos.any(dim=1), is_eos.int().argmax(dim=1) + 1, new_tokens.shape[1])
+    return first.tolist()
+
+
 def truncate_at(text: str, stops: tuple[str, ...]) -> str:
     """`text` cut at the first stop string (a k-shot model may go on to write the next question)."""
     cut = min((i for i in (text.find(stop) for stop in stops) if i >= 0), default=len(text))
@@ -80,13 +88,14 @@ def evaluate(
     model.eval()
     tokenizer = collator.tokenizer
     by_task: dict[str, tuple[list[str], list[tuple[str, ...]]]] = defaultdict(lambda: ([], []))
-    predictions = []
+    predictions, lengths = [], []
     for start in range(0, len(examples), batch_size):
         chunk = examples[start : start + batch_size]
         new_tokens = model.generate(
             **collator.generation_batch(chunk), max_new_tokens=max_new_tokens,
             eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
         )
+        lengths += generated_lengths(new_tokens, tokenizer.eos_token_id)
         for ex, text in zip(chunk, tokenizer.batch_decode(new_tokens, skip_special_tokens=True)):
             text = truncate_at(text, stops)
             by_task[ex.task][0].append(text)
@@ -94,4 +103,5 @@ def evaluate(
             predictions.append({"task": ex.task, "prompt": ex.prompt, "answer": ex.answer, "prediction": text})
     model.train(was_training)
     scores = {task: score(metrics[task], preds, refs) for task, (preds, refs) in sorted(by_task.items())}
-    return EvalResult(scores=scores, predictions=predictions, samples=len(examples))
+    return EvalResult(scores=scores, predictions=predictions, samples=len(examples),
+                      generated_tokens=sum(lengths) / max(1, len(lengths)))

@@ -7,11 +7,15 @@ the patch grid (rows, cols) so it is never typed twice. Features arrive in row-m
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from vlmlab.errors import ConfigError
+
+if TYPE_CHECKING:
+    from vlmlab.models.flop_tape import Tape
 
 
 class Connector(nn.Module, ABC):
@@ -29,6 +33,14 @@ class Connector(nn.Module, ABC):
     @abstractmethod
     def forward(self, features: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
         """Visual tokens for a batch of patch features that share the patch grid `grid`."""
+
+    def count_flops(self, tape: Tape, grid: tuple[int, int]) -> None:
+        """Count this connector's products for one view on `tape` (see vlmlab.models.flops).
+
+        By default every layer runs once per output token: right for per-patch maps and for block reducers,
+        whose projection sees the merged blocks. A connector whose layers see other token counts overrides it.
+        """
+        tape.walk(self, self.num_tokens(grid))
 
 
 class LinearProjector(Connector):
@@ -108,6 +120,16 @@ class PerceiverResampler(Connector):
 
     def num_tokens(self, grid: tuple[int, int]) -> int:
         return self.num_latents
+
+    def count_flops(self, tape: Tape, grid: tuple[int, int]) -> None:
+        patches, latents = grid[0] * grid[1], self.num_latents
+        tape.walk(self.proj, patches)
+        context_grad = tape.grad
+        tape.grad = self.latents.requires_grad  # the latent stream starts from the learned latents
+        for layer in self.layers:
+            # Keys and values are [patches; latents], so they require grad if either stream does.
+            tape.multihead(layer.attn, latents, patches + latents, context_grad or tape.grad)
+            tape.walk(layer.mlp, latents)
 
     def forward(self, features: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
         context = self.proj(features)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -19,9 +20,14 @@ from torch import nn
 from vlmlab.errors import ConfigError
 from vlmlab.models.language import HFCausalLM
 
+if TYPE_CHECKING:
+    from vlmlab.models.flop_tape import Tape
+
 
 class Fusion(nn.Module, ABC):
     """Puts visual tokens (one [T_i, D] tensor per sample) into the language model's computation."""
+
+    in_sequence: bool = True  # whether the visual tokens enter the LM's input sequence (and bring their gradient)
 
     def attach(self, lm: HFCausalLM) -> None:
         """Wire the fusion into `lm` once, at build time."""
@@ -38,6 +44,9 @@ class Fusion(nn.Module, ABC):
     def conditioned_on(self, visual: list[torch.Tensor]) -> Iterator[None]:
         """Within the block, LM forwards see `visual` (cross-attention needs it; autoregressive does not)."""
         yield
+
+    def count_flops(self, tape: Tape, layer: int, queries: float, visual_tokens: float, visual_grad: bool) -> None:
+        """Count what this fusion computes before decoder layer `layer` for `queries` positions (nothing by default)."""
 
 
 class Autoregressive(Fusion):
@@ -83,6 +92,8 @@ def decoder_layers(lm: HFCausalLM) -> nn.ModuleList:
 class GatedCrossAttention(Fusion):
     """One placeholder per image in the sequence; cross-attention blocks before every N-th decoder layer."""
 
+    in_sequence = False
+
     def __init__(self, every_n_layers: int = 1, heads: int = 4, ff_mult: int = 4) -> None:
         super().__init__()
         for key, value in (("every_n_layers", every_n_layers), ("heads", heads), ("ff_mult", ff_mult)):
@@ -118,6 +129,15 @@ class GatedCrossAttention(Fusion):
 
     def sequence_tokens(self, visual_tokens: int) -> int:
         return 1
+
+    def count_flops(self, tape: Tape, layer: int, queries: float, visual_tokens: float, visual_grad: bool) -> None:
+        if layer % self.every_n_layers:
+            return
+        block = self.blocks[layer // self.every_n_layers]
+        tape.walk(block.norm, queries)  # a trainable norm makes the queries require grad
+        # The keys and values are the visual tokens, projected again at every call (decode steps included).
+        tape.multihead(block.attn, queries, visual_tokens, visual_grad)
+        tape.walk(block.ff, queries)
 
     def embed(self, embeds: torch.Tensor, placeholders: torch.Tensor, visual: list[torch.Tensor]) -> torch.Tensor:
         return embeds  # the placeholder keeps its own (learned) token embedding

@@ -23,9 +23,16 @@ from vlmlab.results.stats import ALPHA, t_ppf
 MINUS = "\u2212"  # a real minus sign, the width of "+", so columns of deltas line up
 UNKNOWN = "\u2013"  # en dash: a value that no finished run reports
 MARK = "*"
-COST_HEADERS = ("params", "trainable", "visual tokens", "train s", "seeds")
+COST_HEADERS = ("params", "trainable", "visual tokens", "train FLOPs", "infer FLOPs", "train s", "samples/s", "peak MB",
+                "seeds")
 # Token columns that appear only when some arm's value differs from its visual tokens per image.
 OPTIONAL_TOKENS = (("LM tokens", "sequence_tokens_per_image"), ("eval tokens", "visual_tokens_per_image_eval"))
+# What the peak memory of a record means, by its `peak_memory_kind` (vlmlab.train.memory).
+MEMORY_MEANINGS = {
+    "cuda_allocated": "the peak of CUDA memory held by tensors during training (weights and optimizer state included)",
+    "cpu_rss_delta": "how much the process's resident memory grew during training (peak minus start, sampled every "
+                     "20 ms: a CPU has no allocator peak; an indicator, not an exact figure)",
+}
 
 
 @dataclass(frozen=True)
@@ -77,25 +84,36 @@ def csv_from_summary(plan: dict[str, Any], summary: pd.DataFrame) -> str:
         # p-values span orders of magnitude: six significant digits, not four decimals.
         frame[f"{key}_p"] = [("" if pd.isna(p) else f"{p:.6g}") for p in frame[f"{key}_p"]]
     columns += ["params_total", "params_trainable", "visual_tokens_per_image", "sequence_tokens_per_image",
-                "visual_tokens_per_image_eval", "train_seconds_mean"]
+                "visual_tokens_per_image_eval", "train_seconds_mean", "train_flops", "inference_flops_per_sample",
+                "train_samples_per_second_mean", "peak_memory_mb_mean", "peak_memory_kind"]
     return frame[columns].to_csv(
         index=False, float_format="%.4f", lineterminator="\n", na_rep=""
     )
 
 
-def human_count(value: Any) -> str:
-    """A parameter count the way papers print it: 5M, 740M, 1.02M, 8.3B."""
+def _scaled(value: Any, units: tuple[str, ...]) -> str:
+    """`value` to three significant digits with the first of `units` (powers of 1000) that keeps it below 1000."""
     if pd.isna(value):
         return UNKNOWN
     count = int(value)
     if abs(count) < 1000:
         return str(count)
-    for unit, scale in (("K", 1e3), ("M", 1e6), ("B", 1e9)):
-        text = f"{count / scale:.3g}"
+    for power, unit in enumerate(units[:-1], start=1):
+        text = f"{count / 1000**power:.3g}"
         # 999,999 rounds to "1e+03" thousand: that is 1M, so let the next unit print it.
         if abs(float(text)) < 1000:
             return text + unit
-    return f"{count / 1e12:.3g}T"
+    return f"{count / 1000**len(units):.3g}{units[-1]}"
+
+
+def human_count(value: Any) -> str:
+    """A parameter count the way papers print it: 5M, 740M, 1.02M, 8.3B."""
+    return _scaled(value, ("K", "M", "B", "T"))
+
+
+def human_flops(value: Any) -> str:
+    """A FLOP count with SI prefixes: 340G, 1.2T, 6.31P."""
+    return _scaled(value, ("K", "M", "G", "T", "P", "E"))
 
 
 def caption(ablation: dict[str, Any], summary: pd.DataFrame) -> str:
@@ -111,7 +129,11 @@ def caption(ablation: dict[str, Any], summary: pd.DataFrame) -> str:
         f"In parentheses: Δ, the arm's mean minus the control arm's ({ablation['control']}), in points.",
         *_test_sentences(ablation, summary),
         "params / trainable: total and trainable parameters; visual tokens: per image; "
-        "train s: mean training time in seconds; seeds: finished/planned.",
+        "train FLOPs: the run's training compute, counted from the model's shapes (matrix products and attention, "
+        "a multiply-add being 2 FLOPs; forward plus a backward only where weights train or gradients must pass; "
+        "padding and the optimizer left out) per sample, times the samples seen; infer FLOPs: forward FLOPs per evaluation sample (image encoding, prefill "
+        "and greedy decoding with the KV cache); train s: mean training time in seconds; samples/s: training "
+        f"samples per second; peak MB: {_memory_meaning(summary)}; seeds: finished/planned.",
     ]
     meaning = {"LM tokens": "LM tokens: tokens an image takes in the language model's sequence (1 under "
                             "cross-attention, whose blocks attend to the visual tokens)",
@@ -121,6 +143,15 @@ def caption(ablation: dict[str, Any], summary: pd.DataFrame) -> str:
     if control["n_done"] == 0:
         lines.append(f"The control arm has no finished run ({control['status']}), so no Δ is given.")
     return " ".join(lines)
+
+
+def _memory_meaning(summary: pd.DataFrame) -> str:
+    """What the peak MB column measures on the devices these records ran on."""
+    kinds = sorted({kind for cell in summary["peak_memory_kind"].dropna() for kind in str(cell).split(", ")})
+    if not kinds:
+        return "peak memory in training (not in these records)"
+    meanings = " or ".join(MEMORY_MEANINGS.get(kind, kind) for kind in kinds)
+    return meanings + (", depending on the run's device" if len(kinds) > 1 else "")
 
 
 def _test_sentences(ablation: dict[str, Any], summary: pd.DataFrame) -> list[str]:
@@ -241,14 +272,15 @@ def _count(value: Any) -> str:
 
 
 def _cost_cells(row: pd.Series) -> list[str]:
-    """params, trainable, visual tokens, train s and seeds cells of one arm."""
-    tokens = row["visual_tokens_per_image"]
-    seconds = row["train_seconds_mean"]
+    """The cells of COST_HEADERS for one arm (the optional token columns go in after visual tokens)."""
     return [
         human_count(row["params_total"]),
         human_count(row["params_trainable"]),
-        UNKNOWN if pd.isna(tokens) else str(int(tokens)),
-        UNKNOWN if pd.isna(seconds) else _number(seconds),
+        _count(row["visual_tokens_per_image"]),
+        human_flops(row["train_flops"]),
+        human_flops(row["inference_flops_per_sample"]),
+        *(UNKNOWN if pd.isna(row[key]) else _number(row[key])
+          for key in ("train_seconds_mean", "train_samples_per_second_mean", "peak_memory_mb_mean")),
         _seeds_cell(row),
     ]
 

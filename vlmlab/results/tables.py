@@ -43,6 +43,11 @@ COST_KEYS = (
     # (more with image splitting at inference): shown only in tables where they differ from visual tokens.
     "sequence_tokens_per_image", "visual_tokens_per_image_eval",
 )
+# Training compute of the run and forward compute per evaluation sample, as whole FLOPs: the mean over the
+# arm's done runs (training FLOPs match across seeds; inference FLOPs follow the lengths of the answers).
+FLOP_KEYS = ("train_flops", "inference_flops_per_sample")
+# Measurements that vary from run to run: the mean over the arm's done runs, as `<key>_mean`.
+MEASURED_KEYS = ("train_seconds", "train_samples_per_second", "peak_memory_mb")
 # Scores of one arm: per metric (and "avg"), the (seed, score) of each done run in run order.
 Scores = dict[str, list[tuple[str, float]]]
 
@@ -64,7 +69,7 @@ def summarise(plan: dict[str, Any], runs: list[dict[str, Any]]) -> pd.DataFrame:
         frame[f"{key}_best"] = best_flags([float(m) for m in frame[f"{key}_mean"]])
     # Nullable ints: a cost is an integer when known and empty (not 1.0e9 or "nan") when not.
     paired = {f"{key}_n_paired": "Int64" for key in [*metrics, "avg"]}
-    return frame.astype({**{key: "Int64" for key in COST_KEYS}, **paired})
+    return frame.astype({**{key: "Int64" for key in (*COST_KEYS, *FLOP_KEYS)}, **paired})
 
 
 def render_markdown(plan: dict[str, Any], runs: list[dict[str, Any]]) -> str:
@@ -259,12 +264,20 @@ def _pairable(scores: list[tuple[str, float]]) -> dict[str, float]:
 
 
 def _costs(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Costs from the arm's done runs: sizes from the first (they match across seeds), mean time."""
-    done = [run for run in runs if run["status"] == "done"]
-    first = (done[0].get("cost") or {}) if done else {}
+    """Costs from the arm's done runs: sizes from the first (they match across seeds), means of the rest.
+
+    A key that older records lack is NaN / None here, an empty cell in the tables.
+    """
+    done = [run.get("cost") or {} for run in runs if run["status"] == "done"]
+    first = done[0] if done else {}
     costs: dict[str, Any] = {key: _int_or_none(first.get(key)) for key in COST_KEYS}
-    seconds = [_score((run.get("cost") or {}).get("train_seconds")) for run in done]
-    costs["train_seconds_mean"] = describe(seconds).mean
+    for key in FLOP_KEYS:
+        costs[key] = _int_or_none(describe([_score(cost.get(key)) for cost in done]).mean)
+    for key in MEASURED_KEYS:
+        costs[f"{key}_mean"] = describe([_score(cost.get(key)) for cost in done]).mean
+    # What peak memory means depends on the device: CUDA's allocator peak, or the growth of the CPU process's RSS.
+    costs["peak_memory_kind"] = ", ".join(sorted({str(c["peak_memory_kind"]) for c in done
+                                                   if c.get("peak_memory_kind")})) or None
     return costs
 
 

@@ -9,6 +9,7 @@ from omegaconf import DictConfig
 
 from vlmlab.errors import ConfigError
 from vlmlab.models.build import check_model_config, instantiate_group
+from vlmlab.train.budget import Budget
 from vlmlab.train.stages import resolve_stages
 from vlmlab.sweep.ablation import AblationError, AblationSpec, PlannedRun
 from vlmlab.sweep.identity import run_id
@@ -39,6 +40,7 @@ def _check_stage(cfg: DictConfig) -> None:
     """Refuse values that cannot work in one stage's config, naming the key (the model is built on meta)."""
     if cfg.trainer.max_steps <= 0:
         raise ConfigError("trainer.max_steps", f"must be positive, got {cfg.trainer.max_steps}")
+    Budget.from_config(cfg.get("budget"))  # an unknown unit or a non-positive value, before anything trains
     suite = instantiate_group("data.suite", cfg.data.suite)
     known = suite.task_metrics()
     if unknown := sorted(set(cfg.eval.tasks or ()) - set(known)):

@@ -12,6 +12,16 @@ from torch.utils.data import DataLoader, WeightedRandomSampler
 from vlmlab.data.collate import Example, VLMCollator
 
 
+def sampled(examples: list[Example], mixture: Mapping[str, float] | None) -> tuple[list[Example], list[float]]:
+    """The examples training draws from and each one's sampling weight (uniform without a mixture)."""
+    if not mixture:
+        return examples, [1.0] * len(examples)
+    # A mixture weights tasks, not rows: each task's share of the samples is its weight's share.
+    kept = [ex for ex in examples if mixture.get(ex.task, 0) > 0]
+    sizes = Counter(ex.task for ex in kept)
+    return kept, [float(mixture[ex.task]) / sizes[ex.task] for ex in kept]
+
+
 class VLMDataModule(L.LightningDataModule):
     """Train and validation loaders over already-processed examples (built once per sweep, shared by its runs)."""
 
@@ -23,9 +33,8 @@ class VLMDataModule(L.LightningDataModule):
         if batch_size <= 0:
             raise ValueError(f"data.batch_size must be positive, got {batch_size}")
         self.mixture = {task: float(w) for task, w in mixture.items() if w > 0} if mixture else None
-        if self.mixture is not None:
-            train = [ex for ex in train if ex.task in self.mixture]
-        self.train_examples, self.val_examples = train, val
+        self.train_examples, self.train_weights = sampled(train, self.mixture)
+        self.val_examples = val
         self.collator = collator
         self.batch_size = batch_size
         self.seed = seed
@@ -38,10 +47,8 @@ class VLMDataModule(L.LightningDataModule):
                 self.train_examples, batch_size=self.batch_size, shuffle=True, drop_last=True, generator=generator,
                 collate_fn=self.collator.train_batch, num_workers=self.num_workers,
             )
-        # A mixture weights tasks, not rows: each task's share of the samples is its weight's share.
-        sizes = Counter(ex.task for ex in self.train_examples)
-        weights = [self.mixture[ex.task] / sizes[ex.task] for ex in self.train_examples]
-        sampler = WeightedRandomSampler(weights, num_samples=len(weights), replacement=True, generator=generator)
+        sampler = WeightedRandomSampler(self.train_weights, num_samples=len(self.train_weights), replacement=True,
+                                        generator=generator)
         return DataLoader(
             self.train_examples, batch_size=self.batch_size, sampler=sampler, drop_last=True,
             collate_fn=self.collator.train_batch, num_workers=self.num_workers,

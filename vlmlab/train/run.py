@@ -23,9 +23,12 @@ from vlmlab.data.tokenizer import IMAGE_TOKEN, pretrained_tokenizer, synthetic_t
 from vlmlab.eval.harness import evaluate, limit_per_task, with_context
 from vlmlab.models.build import build_vlm, count_parameters, instantiate_group
 from vlmlab.models.vlm import VisionLanguageModel
+from vlmlab.train.budget import Budget
 from vlmlab.train.datamodule import VLMDataModule
 from vlmlab.train.loggers import StageLogger, build_loggers
+from vlmlab.train.memory import track_peak_memory
 from vlmlab.train.module import VLMTrainingModule
+from vlmlab.train.sample_cost import inference_sample_flops, training_sample_cost
 from vlmlab.train.stages import Stage, adaptation_changed, resolve_stages
 
 
@@ -55,6 +58,11 @@ def prompt_templates(data: DictConfig) -> dict[str, str]:
     return dict(data.get("prompt_templates") or {})
 
 
+def all_templates(data: DictConfig) -> tuple[str, ...]:
+    """Every prompt template of a data config, the default first: what the synthetic tokenizer is fitted to."""
+    return (data.prompt_template, *sorted(set(prompt_templates(data).values())))
+
+
 @functools.lru_cache(maxsize=8)
 def _tokenizer(
     spec: Suite, cache_dir: str, templates: tuple[str, ...], pretrained: str | None
@@ -80,34 +88,56 @@ def _train_stage(
     offset: int, checkpoint_dir: Path,
 ) -> tuple[VLMCollator, ImageProcessor, dict]:
     """Train `model` for one stage (resuming from its last checkpoint if any); its collator, images and cost."""
-    cfg, cache_dir = stage.config, str(stage.config.paths.cache_dir)
+    cfg, cache_dir, batch = stage.config, str(stage.config.paths.cache_dir), stage.config.data.batch_size
     images: ImageProcessor = instantiate(cfg.data.image, _convert_="all")
     collator = VLMCollator(tokenizer, images, model.sequence_tokens, cfg.data.prompt_template,
                            prompt_templates(cfg.data))
-    datamodule = VLMDataModule(
-        _examples(spec, cache_dir, images, "train"), _examples(spec, cache_dir, images, "validation"),
-        collator, cfg.data.batch_size, cfg.seed, cfg.data.num_workers, cfg.data.get("mixture"),
-    )
+    train = _examples(spec, cache_dir, images, "train")
+    datamodule = VLMDataModule(train, _examples(spec, cache_dir, images, "validation"),
+                               collator, batch, cfg.seed, cfg.data.num_workers, cfg.data.get("mixture"))
+    # The budget resolves with the model as this stage trains it: what trains decides what a backward costs.
+    sample = training_sample_cost(model, collator, images, datamodule.train_examples, datamodule.train_weights, batch)
+    budget = Budget.from_config(cfg.get("budget"))
+    steps = budget.steps(cfg.trainer.max_steps, batch, sample)
     checkpoints = ModelCheckpoint(
         dirpath=checkpoint_dir, save_last=True, save_top_k=0, every_n_train_steps=cfg.checkpoint_every_n_steps
     )
     trainer: L.Trainer = instantiate(
-        cfg.trainer, logger=[StageLogger(logger, offset, stage.name) for logger in loggers], callbacks=[checkpoints],
-        default_root_dir=checkpoint_dir.parent,
+        cfg.trainer, max_steps=steps, logger=[StageLogger(logger, offset, stage.name) for logger in loggers],
+        callbacks=[checkpoints], default_root_dir=checkpoint_dir.parent,
     )
     last = checkpoint_dir / "last.ckpt"
     started = time.perf_counter()
-    trainer.fit(VLMTrainingModule(model, cfg.optim, cfg.trainer.max_steps), datamodule,
-                ckpt_path=last if last.exists() else None)
+    with track_peak_memory(trainer.strategy.root_device) as memory:
+        trainer.fit(VLMTrainingModule(model, cfg.optim, steps), datamodule, ckpt_path=last if last.exists() else None)
     seconds = time.perf_counter() - started
-    train = _examples(spec, cache_dir, images, "train")
+    samples = trainer.global_step * batch
     return collator, images, count_parameters(model) | {
         "stage": stage.name,
+        "budget": budget.record(steps),
         "train_steps": trainer.global_step,
         "train_seconds": round(seconds, 3),
-        "train_samples_per_second": round(trainer.global_step * cfg.data.batch_size / seconds, 2) if seconds > 0 else None,
+        "train_samples_per_second": round(samples / seconds, 2) if seconds > 0 else None,
         "visual_tokens_per_image": _mean_tokens(model.visual_tokens, images, train, training=True),
         "sequence_tokens_per_image": _mean_tokens(model.sequence_tokens, images, train, training=True),
+        "train_flops_per_sample": round(sample.flops),
+        "train_flops": round(sample.flops * samples),
+        "train_tokens": round(sample.tokens * samples),
+        "train_images": samples,
+        "peak_memory_mb": None if memory.mb is None else round(memory.mb, 1),
+        "peak_memory_kind": memory.kind,
+    }
+
+
+def _compute_cost(stage_costs: list[dict]) -> dict:
+    """Training FLOPs, tokens and images summed over stages, and the highest peak memory of any stage."""
+    totals = {key: sum(c[key] for c in stage_costs) for key in ("train_flops", "train_tokens", "train_images")}
+    peaks = [c["peak_memory_mb"] for c in stage_costs if c["peak_memory_mb"] is not None]
+    images = totals["train_images"]
+    return totals | {
+        "train_flops_per_sample": round(totals["train_flops"] / images) if images else None,
+        "peak_memory_mb": max(peaks, default=None),
+        "peak_memory_kind": stage_costs[0]["peak_memory_kind"],
     }
 
 
@@ -126,8 +156,7 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, run_id: str) -> RunOutcom
     first = stages[0].config
     spec: Suite = instantiate(cfg.data.suite)
     cache_dir = str(cfg.paths.cache_dir)
-    templates = (cfg.data.prompt_template, *sorted(set(prompt_templates(cfg.data).values())))
-    tokenizer = _tokenizer(spec, cache_dir, templates, cfg.model.lm.get("pretrained"))
+    tokenizer = _tokenizer(spec, cache_dir, all_templates(cfg.data), cfg.model.lm.get("pretrained"))
     tower_size = instantiate(first.data.image, _convert_="all").tower_size
 
     L.seed_everything(cfg.seed, workers=True, verbose=False)  # before building: the seed fixes the initial weights
@@ -157,16 +186,22 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, run_id: str) -> RunOutcom
         logger.finalize("success")
 
     train_seconds = sum(c["train_seconds"] for c in stage_costs)
-    samples = sum(c["train_steps"] * s.config.data.batch_size for c, s in zip(stage_costs, stages))
+    samples = sum(c["train_images"] for c in stage_costs)
     last = stage_costs[-1]
     cost = {key: last[key] for key in ("params_total", "params_trainable", "params_by_component",
                                        "visual_tokens_per_image", "sequence_tokens_per_image")} | {
         "visual_tokens_per_image_eval": _mean_tokens(model.visual_tokens, images, test, training=False),
+        "budget": Budget.from_config(cfg.get("budget")).record(sum(c["budget"]["steps"] for c in stage_costs)),
         "train_steps": steps,
         "train_seconds": round(train_seconds, 3),
         "eval_seconds": round(eval_seconds, 3),
         "train_samples_per_second": round(samples / train_seconds, 2) if train_seconds > 0 else None,
         "eval_samples": result.samples,
+    } | _compute_cost(stage_costs) | {
+        "eval_generated_tokens": round(result.generated_tokens, 2),
+        "inference_flops_per_sample": round(inference_sample_flops(
+            model, collator, images, test, result.generated_tokens, max(1, min(cfg.eval.batch_size, len(test))),
+        )) if test else None,
     }
     if len(stages) > 1:
         cost["stages"] = stage_costs

@@ -23,6 +23,7 @@ STAGE_KEYS: dict[str, tuple[str, bool]] = {
     "image": ("data.image", True),
     "adapt_vision": ("model.adapt.vision", False),
     "adapt_lm": ("model.adapt.lm", False),
+    "budget": ("budget", True),  # a stage's own length in steps / images / tokens / FLOPs (vlmlab.train.budget)
 }
 _ADAPTERS = ("LoRA", "DoRA")
 

@@ -1,0 +1,121 @@
+"""Peak memory of a block of work (one run's training), measured the way the device allows.
+
+On CUDA: the allocator's peak of memory held by tensors during the block (`cuda_allocated`), weights and
+optimizer state included, reset at entry. On the CPU there is no allocator peak to reset, so a background
+thread samples the process's resident set size from /proc/self/statm every 20 ms and the block reports the
+peak minus the RSS at entry (`cpu_rss_delta`): what training added on top of what the process already held.
+It is an indicator, not an exact figure: the allocator may keep freed memory, so a second run in the same
+process can show less, and a spike shorter than the sampling interval can be missed. Reading one small file
+50 times a second costs nothing measurable next to a training step.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+MB = 2**20
+_STATM = Path("/proc/self/statm")
+
+
+@dataclass
+class PeakMemory:
+    """What a `track_peak_memory` block measured: the peak in MB (None where unmeasurable) and what it means."""
+
+    mb: float | None = None
+    kind: str | None = None
+
+
+class _Probe(ABC):
+    """One way of measuring a peak: started at entry, read at exit."""
+
+    kind: str | None = None
+
+    @abstractmethod
+    def start(self) -> None:
+        """Begin measuring."""
+
+    @abstractmethod
+    def stop(self) -> float | None:
+        """Stop measuring; the peak in MB."""
+
+
+class _CudaAllocated(_Probe):
+    """The CUDA caching allocator's peak of allocated memory."""
+
+    kind = "cuda_allocated"
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+
+    def start(self) -> None:
+        torch.cuda.reset_peak_memory_stats(self.device)
+
+    def stop(self) -> float | None:
+        return torch.cuda.max_memory_allocated(self.device) / MB
+
+
+def _rss_bytes() -> int:
+    """The process's resident set size (second field of /proc/self/statm, in pages)."""
+    return int(_STATM.read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+class _RssDelta(_Probe):
+    """Peak RSS over the block, sampled by a daemon thread, minus the RSS at entry."""
+
+    kind = "cpu_rss_delta"
+
+    def __init__(self, interval_s: float) -> None:
+        self.interval_s = interval_s
+        self._done = threading.Event()
+        self._base = self._peak = 0
+        self._thread = threading.Thread(target=self._sample, name="peak-rss", daemon=True)
+
+    def _sample(self) -> None:
+        while not self._done.wait(self.interval_s):
+            self._peak = max(self._peak, _rss_bytes())
+
+    def start(self) -> None:
+        self._base = self._peak = _rss_bytes()
+        self._thread.start()
+
+    def stop(self) -> float | None:
+        self._done.set()
+        self._thread.join()
+        self._peak = max(self._peak, _rss_bytes())  # what is still held at exit counts too
+        return (self._peak - self._base) / MB
+
+
+class _Unavailable(_Probe):
+    """No way to measure here (a CPU without /proc): the peak is unknown."""
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> float | None:
+        return None
+
+
+def _probe(device: torch.device, interval_s: float) -> _Probe:
+    if device.type == "cuda":
+        return _CudaAllocated(device)
+    return _RssDelta(interval_s) if _STATM.exists() else _Unavailable()
+
+
+@contextmanager
+def track_peak_memory(device: torch.device | str = "cpu", interval_s: float = 0.02) -> Iterator[PeakMemory]:
+    """Measure the block's peak memory on `device`; the yielded PeakMemory is filled in at exit."""
+    probe = _probe(torch.device(device), interval_s)
+    result = PeakMemory(kind=probe.kind)
+    probe.start()
+    try:
+        yield result
+    finally:
+        result.mb = probe.stop()

@@ -1,0 +1,61 @@
+"""What a training sample and an evaluation sample cost on average: tokens and FLOPs, from their shapes.
+
+Means are taken as training draws samples (a data mixture weights tasks, not rows). FLOPs come from
+vlmlab.models.flops at the mean text length, with images grouped by the shapes of their views, so that an
+aspect-preserving image costs what its own views cost. Padding to the longest sample of a batch is not
+counted: these are the FLOPs of the samples themselves.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+
+from vlmlab.data.collate import Example, VLMCollator
+from vlmlab.data.images import ImageProcessor
+from vlmlab.models.flops import View, inference_flops, training_flops
+from vlmlab.models.vlm import VisionLanguageModel
+from vlmlab.train.budget import SampleCost
+
+ImageViews = tuple[View, ...]
+
+
+def _shares(keyed: Iterable[tuple[tuple[ImageViews, ...], float]]) -> dict[tuple[ImageViews, ...], float]:
+    """Each distinct key's share of the total weight."""
+    totals: dict[tuple[ImageViews, ...], float] = defaultdict(float)
+    for key, weight in keyed:
+        totals[key] += weight
+    whole = sum(totals.values())
+    if whole <= 0:
+        raise ValueError("no samples to average the cost over")
+    return {key: weight / whole for key, weight in totals.items()}
+
+
+def _views(images: ImageProcessor, example: Example, training: bool) -> ImageViews:
+    """The (height, width) of each view of the example's image."""
+    height, width = example.pixels.shape[-2:]
+    return tuple(images.view_shapes(int(height), int(width), training))
+
+
+def training_sample_cost(
+    model: VisionLanguageModel, collator: VLMCollator, images: ImageProcessor, examples: list[Example],
+    weights: list[float], batch_size: int,
+) -> SampleCost:
+    """Mean text tokens, visual tokens and training FLOPs of a sample drawn with `weights` from `examples`."""
+    total = sum(weights)
+    text = sum(w * collator.text_tokens(ex, training=True) for ex, w in zip(examples, weights)) / total
+    shares = _shares(((_views(images, ex, True),), w) for ex, w in zip(examples, weights))
+    visual = sum(share * model.visual_tokens(list(views)) for (views,), share in shares.items())
+    flops = sum(share * training_flops(model, key, text, batch_size).training for key, share in shares.items())
+    return SampleCost(text_tokens=text, visual_tokens=visual, flops=flops)
+
+
+def inference_sample_flops(
+    model: VisionLanguageModel, collator: VLMCollator, images: ImageProcessor, examples: list[Example],
+    generated_tokens: float, batch_size: int,
+) -> float:
+    """Mean forward FLOPs of answering one of `examples` (with its in-context shots) in `generated_tokens` tokens."""
+    prompt = sum(collator.text_tokens(ex, training=False) for ex in examples) / len(examples)
+    shares = _shares((tuple(_views(images, shot, False) for shot in (*ex.context, ex)), 1.0) for ex in examples)
+    return sum(share * inference_flops(model, key, prompt, generated_tokens, batch_size)
+               for key, share in shares.items())
