@@ -39,6 +39,8 @@ def _check_stage(cfg: DictConfig) -> None:
     """Refuse values that cannot work in one stage's config, naming the key (the model is built on meta)."""
     if cfg.trainer.max_steps <= 0:
         raise ConfigError("trainer.max_steps", f"must be positive, got {cfg.trainer.max_steps}")
+    if float(cfg.optim.get("lr_scale", 1.0)) <= 0:
+        raise ConfigError("optim.lr_scale", f"must be positive, got {cfg.optim.lr_scale}")
     suite = instantiate_group("data.suite", cfg.data.suite)
     known = suite.task_metrics()
     if unknown := sorted(set(cfg.eval.tasks or ()) - set(known)):
