@@ -245,6 +245,8 @@ def test_the_sweep_refuses_tuning_that_no_longer_fits_unless_untuned(workspace, 
     ("tune: {params: {optim.lr_scale: {low: 1, high: 2, step: 1}}}", "`tune.params.optim.lr_scale.step`: unknown"),
     ("tune: {params: {seed: {low: 1, high: 2}}}", "`tune.params.seed`: seed cannot be tuned"),
     ("tune: {params: {optim.nosuch: {low: 1, high: 2}}}", "`tune.params.optim.nosuch`: arm 'mlp' has no config key"),
+    ("tune: {params: {optim.lr: {low: 1, high: 2}}}", "`tune.params.optim.lr`: arm 'mlp': optim.lr is a config node"),
+    ("tune: {params: {model.connector._target_: {low: 1, high: 2}}}", "is 'vlmlab.models.connectors.MLPProjector', not a number"),
 ])
 def test_a_bad_tune_block_names_the_file_and_key_and_writes_nothing(workspace, cache_dir, monkeypatch, capsys,
                                                                    block, expected):

@@ -62,7 +62,7 @@ def _tune(axis: str, trials: int | None, overrides: list[str], ablations_dir: Pa
         return 2
     from vlmlab.tune.runner import plan_tuning, tune_axis  # Optuna and the planning imports: only when tuning
 
-    GlobalHydra.instance().clear()  # one command per process; a previous command (in tests) may have left Hydra set up
+    GlobalHydra.instance().clear()  # a command run before in this process (in tests) may have left Hydra set up
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         def compose_train(extra: list[str]) -> DictConfig:
             return compose(config_name="train", overrides=extra)
@@ -118,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--untuned", action="store_true", help="sweep: ignore results/tuning/AXIS/best.json")
     args, args.rest = parser.parse_known_args(argv)  # the rest: the axis and Hydra overrides
     results_dir, ablations_dir = Path(args.results_dir), Path(args.ablations_dir)
+    if (args.trials is not None and args.command != "tune") or (args.untuned and args.command != "sweep"):
+        parser.error("--trials goes with tune, --untuned with sweep")
     if args.command == "train":
         _run_hydra(args.rest)
         return 0
@@ -144,8 +146,6 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{args.command} needs an AXIS: one of the files in ablations/ (see `vlmlab list`)")
     axis, overrides = args.rest[0], args.rest[1:]
     paths = [f"paths.results_dir={results_dir}", f"paths.ablations_dir={ablations_dir}"]
-    if args.trials is not None and args.command != "tune" or args.untuned and args.command != "sweep":
-        parser.error("--trials goes with tune, --untuned with sweep")
     if args.command == "tune":
         return _tune(axis, args.trials, [*paths, *overrides], ablations_dir, results_dir)
     untuned = ["hydra.sweeper.tuned=false"] if args.untuned else []

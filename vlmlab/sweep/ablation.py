@@ -85,7 +85,8 @@ def load_ablation(ablations_dir: str | Path, name: str) -> AblationSpec:
     for key in ("question", "control", "arms", "seeds", "metrics"):
         if key not in raw:
             raise AblationError(f"{path}: missing key `{key}`")
-    unknown = set(raw) - {"question", "control", "arms", "seeds", "metrics", "common", "paper_table", "notes", "tune"}
+    known = {"question", "control", "arms", "seeds", "metrics", "common", "paper_table", "notes", "tune"}
+    unknown = set(raw) - known
     if unknown:
         raise AblationError(f"{path}: unknown key(s) {', '.join(sorted(map(str, unknown)))}")
     arms = raw["arms"]

@@ -69,7 +69,10 @@ def _check(cfg: DictConfig) -> None:
 
 
 def plan_sweep(
-    spec: AblationSpec, compose: Compose, extra: tuple[str, ...] = (), tuned: Mapping[str, tuple[str, ...]] | None = None
+    spec: AblationSpec,
+    compose: Compose,
+    extra: tuple[str, ...] = (),
+    tuned: Mapping[str, tuple[str, ...]] | None = None,
 ) -> list[Job]:
     """Every job of `spec`, composed and checked, each arm with its `tuned` overrides (from `vlmlab tune`) last;
     raises AblationError naming the file, arm and key."""

@@ -25,9 +25,16 @@ from vlmlab.sweep.identity import run_id
 from vlmlab.sweep.plan import Compose, Job, plan_sweep
 from vlmlab.tune import study as studies
 from vlmlab.tune.best import override_key, tuning_dir, write_best
+from vlmlab.tune.space import Param
 from vlmlab.tune.trial import TrialOutcome, run_trial
 
 Echo = Callable[[str], None]
+
+
+def say(line: str) -> None:
+    """Print a progress line now, not when a pipe's buffer fills: a tune runs for hours at paper scale."""
+    print(line, flush=True)
+
 _ABSENT = object()
 
 
@@ -49,24 +56,32 @@ def plan_tuning(spec: AblationSpec, compose: Compose, extra: tuple[str, ...], re
     """Each arm's short-run config, composed and checked; AblationError naming the file, arm and key."""
     tune = spec.tune
     # Trials log to no dashboard unless the ablation or the user asks for one.
-    quiet = () if any(override_key(o) == "logger" for o in (*spec.common, *extra)) else ("logger=none",)
+    everywhere = (*spec.common, *(o for overrides in spec.arms.values() for o in overrides), *extra)
+    quiet = () if any(override_key(o) == "logger" for o in everywhere) else ("logger=none",)
     short = replace(spec, seeds=(tune.seed,))
     jobs = plan_sweep(short, compose, (f"trainer.max_steps={tune.steps}", *quiet, *extra))
     plans = []
     for job in jobs:
-        defaults = {}
-        for param in tune.params:
-            value = OmegaConf.select(job.config, param.key, default=_ABSENT)
-            if value is _ABSENT:
-                raise AblationError(f"{spec.path}: `tune.params.{param.key}`: arm '{job.run.arm}' has no config key "
-                                    f"{param.key}")
-            defaults[param.key] = value
+        defaults = {param.key: _default(spec, job, param) for param in tune.params}
         # What the trials measure: the arm's science config at this budget and seed, and the space searched.
         what = json.dumps({"run": run_id(job.config), "space": tune.space()}, sort_keys=True)
         fingerprint = hashlib.sha256(what.encode()).hexdigest()[:12]
         plans.append(ArmPlan(job, f"{job.run.arm}-{fingerprint}",
                              tuning_dir(results_dir, spec.name) / f"{job.run.arm}.journal", defaults))
     return plans
+
+
+def _default(spec: AblationSpec, job: Job, param: Param) -> Any:
+    """The arm's own value of a searched key; AblationError if it has none, or one no trial could replace."""
+    where = f"{spec.path}: `tune.params.{param.key}`: arm '{job.run.arm}'"
+    value = OmegaConf.select(job.config, param.key, default=_ABSENT)
+    if value is _ABSENT:
+        raise AblationError(f"{where} has no config key {param.key}")
+    if OmegaConf.is_config(value):
+        raise AblationError(f"{where}: {param.key} is a config node, not a value (name one of its keys)")
+    if param.choices is None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        raise AblationError(f"{where}: {param.key} is {value!r}, not a number; give `choices` instead of a range")
+    return value
 
 
 def _values(params: dict[str, Any]) -> str:
@@ -108,7 +123,7 @@ def tune_arm(spec: AblationSpec, plan: ArmPlan, trials: int, compose: Compose, o
 
 
 def tune_axis(spec: AblationSpec, plans: list[ArmPlan], trials: int, compose: Compose, results_dir: StrPath,
-              output_dir: StrPath, echo: Echo = print) -> int:
+              output_dir: StrPath, echo: Echo = say) -> int:
     """Tune every planned arm, write best.json and print the best per arm; 0 if every arm has a best value."""
     from vlmlab.sweep.job import quiet_libraries
 

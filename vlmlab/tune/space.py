@@ -151,5 +151,5 @@ def parse_tune(raw: Any, default_seed: int) -> TuneSpec:
         if not isinstance(raw["params"], dict) or not raw["params"]:
             raise TuneError("`tune.params` must be a non-empty mapping of config key -> {low, high, log} or {choices}")
         params = tuple(parse_param(key, spec) for key, spec in raw["params"].items())
-    return TuneSpec(trials=_positive_int(raw, "trials", DEFAULT_TRIALS), steps=_positive_int(raw, "steps", DEFAULT_STEPS),
-                    seed=seed, params=params)
+    trials, steps = _positive_int(raw, "trials", DEFAULT_TRIALS), _positive_int(raw, "steps", DEFAULT_STEPS)
+    return TuneSpec(trials=trials, steps=steps, seed=seed, params=params)
