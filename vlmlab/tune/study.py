@@ -30,7 +30,10 @@ def open_study(journal: Path, name: str) -> optuna.Study:
     optuna.logging.set_verbosity(logging.WARNING)  # the tuner prints one line per trial itself
     journal.parent.mkdir(parents=True, exist_ok=True)
     storage = JournalStorage(JournalFileBackend(str(journal)))
-    return optuna.create_study(storage=storage, study_name=name, direction="minimize", load_if_exists=True)
+    # Loading first: create_study(load_if_exists=True) would append a failed "create" line on every rerun.
+    if name in optuna.get_all_study_names(storage):
+        return optuna.load_study(study_name=name, storage=storage)
+    return optuna.create_study(storage=storage, study_name=name, direction="minimize")
 
 
 def finished(study: optuna.Study) -> list[FrozenTrial]:
