@@ -1,4 +1,4 @@
-# vlmlab: `make sweep AXIS=connector`, `make tables`, `make test`. Every target installs what it needs first.
+# vlmlab: `make sweep AXIS=connector`, `make tune AXIS=connector`, `make tables`, `make test`. Every target installs what it needs first.
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -9,8 +9,10 @@ STAMP := $(VENV)/.installed
 TORCH ?= torch==2.13.0
 AXIS ?= connector
 ARGS ?=
+# Trials per arm for `make tune`; empty: the ablation file's `tune.trials`, else 6.
+TRIALS ?=
 
-.PHONY: install sweep tables sync status test test-slow bench clean-outputs
+.PHONY: install sweep tune tables sync status test test-slow bench clean-outputs
 
 install: $(STAMP)
 
@@ -24,6 +26,9 @@ $(STAMP): pyproject.toml
 
 sweep: install
 	$(BIN)/vlmlab sweep $(AXIS) $(ARGS)
+
+tune: install
+	$(BIN)/vlmlab tune $(AXIS) $(if $(TRIALS),--trials $(TRIALS)) $(ARGS)
 
 tables: install
 	$(BIN)/vlmlab tables

@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from vlmlab.results.records import is_done, write_plan
 from vlmlab.sweep.ablation import AblationError, load_ablation
 from vlmlab.sweep.plan import plan_sweep
+from vlmlab.tune.best import best_path, tuned_overrides
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +27,9 @@ log = logging.getLogger(__name__)
 class AblationSweeper(Sweeper):
     """Plans the ablation (refusing bad arms before any training), writes its plan.json, launches what is missing."""
 
-    def __init__(self, axis: str) -> None:
+    def __init__(self, axis: str, tuned: bool = True) -> None:
         self.axis = axis
+        self.tuned = tuned  # train each arm at its values from `vlmlab tune`, when the axis was tuned
         self.config: DictConfig | None = None
         self.launcher = None
         self.hydra_context: HydraContext | None = None
@@ -49,12 +51,16 @@ class AblationSweeper(Sweeper):
 
         try:
             spec = load_ablation(paths.ablations_dir, self.axis)
-            jobs = plan_sweep(spec, compose, tuple(arguments))
+            tuned = tuned_overrides(spec, paths.results_dir, tuple(arguments)) if self.tuned else None
+            jobs = plan_sweep(spec, compose, tuple(arguments), tuned)
         except AblationError as err:
             # A user error, not a crash: its message names the file, arm and key; a traceback would bury it.
             print(f"vlmlab sweep: {err}", file=sys.stderr)
             raise SystemExit(2) from None
         results = Path(paths.results_dir)
+        if tuned:
+            log.info("ablation %s: each arm at its tuned values from %s (--untuned ignores them)",
+                     spec.name, best_path(results, spec.name))
         write_plan(results, spec.name, spec.meta(), [
             {"run_id": job.run_id, "arm": job.run.arm, "seed": job.run.seed} for job in jobs
         ])

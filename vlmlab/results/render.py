@@ -33,6 +33,9 @@ MEMORY_MEANINGS = {
     "cpu_rss_delta": "how much the process's resident memory grew during training (peak minus start, sampled every "
                      "20 ms: a CPU has no allocator peak; an indicator, not an exact figure)",
 }
+# Summary columns of the values `vlmlab tune` chose per arm (tuned:<config key>), shown after Avg. when present.
+TUNED_PREFIX = "tuned:"
+TUNED_HEADERS = {"optim.lr_scale": "lr ×"}
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,9 @@ def csv_from_summary(plan: dict[str, Any], summary: pd.DataFrame) -> str:
         columns += [f"{key}_{part}" for part in ("mean", "std", "ci_low", "ci_high", "delta", "p", "n_paired")]
         # p-values span orders of magnitude: six significant digits, not four decimals.
         frame[f"{key}_p"] = [("" if pd.isna(p) else f"{p:.6g}") for p in frame[f"{key}_p"]]
+    for _, column in tuned_columns(summary):  # learning rates span orders of magnitude too
+        columns.append(column)
+        frame[column] = [tuned_text(value, "", ".6g") for value in frame[column]]
     columns += ["params_total", "params_trainable", "visual_tokens_per_image", "sequence_tokens_per_image",
                 "visual_tokens_per_image_eval", "train_seconds_mean", "train_flops", "inference_flops_per_sample",
                 "train_samples_per_second_mean", "peak_memory_mb_mean", "peak_memory_kind"]
@@ -139,6 +145,12 @@ def caption(ablation: dict[str, Any], summary: pd.DataFrame) -> str:
                             "cross-attention, whose blocks attend to the visual tokens)",
                "eval tokens": "eval tokens: visual tokens per image at evaluation (image splitting at inference)"}
     lines += [meaning[header] + "." for header, _ in _optional_token_columns(summary)]
+    if tuned := tuned_columns(summary):
+        lr = f"{TUNED_PREFIX}optim.lr_scale"
+        named = [f"{header} (optim.lr_scale, the multiplier of every learning rate)" if column == lr else header
+                 for header, column in tuned]
+        lines.append(f"{', '.join(named)}: the value{'s' if len(tuned) > 1 else ''} each arm trained at, tuned per "
+                     f"arm by vlmlab tune (lowest validation loss of short runs; results/tuning/{ablation['name']}/).")
     control = summary[summary["is_control"]].iloc[0]
     if control["n_done"] == 0:
         lines.append(f"The control arm has no finished run ({control['status']}), so no Δ is given.")
@@ -193,13 +205,14 @@ def table_cells(
     """Header and one row of cells per arm of the main table, written in `style`."""
     keys = [*ablation["metrics"], "avg"]
     extra = _optional_token_columns(summary)
+    tuned = tuned_columns(summary)
     costs = [*COST_HEADERS[:3], *(header for header, _ in extra), *COST_HEADERS[3:]]
-    header = [style.text(h) for h in (ablation["name"], *ablation["metrics"], "Avg.", *costs)]
+    header = [style.text(h) for h in (ablation["name"], *ablation["metrics"], "Avg.", *(h for h, _ in tuned), *costs)]
     rows = []
     for _, row in summary.iterrows():
         name = f"{row['arm']} (control)" if row["is_control"] else row["arm"]
-        cells = _cost_cells(row)
-        cells[3:3] = [_count(row[key]) for _, key in extra]
+        cells = [tuned_text(row[column]) for _, column in tuned] + _cost_cells(row)
+        cells[len(tuned) + 3:len(tuned) + 3] = [_count(row[key]) for _, key in extra]
         rows.append([style.text(name), *(_score_cell(row, key, style) for key in keys),
                      *(style.text(cell) for cell in cells)])
     return header, rows
@@ -264,6 +277,21 @@ def _optional_token_columns(summary: pd.DataFrame) -> list[tuple[str, str]]:
     visual = summary["visual_tokens_per_image"]
     return [(header, key) for header, key in OPTIONAL_TOKENS
             if key in summary and ((summary[key] != visual) & summary[key].notna()).any()]
+
+
+def tuned_columns(summary: pd.DataFrame) -> list[tuple[str, str]]:
+    """The (header, summary column) of each tuned config key, by key; none when no arm was tuned."""
+    keys = sorted(c[len(TUNED_PREFIX):] for c in summary.columns if str(c).startswith(TUNED_PREFIX))
+    return [(TUNED_HEADERS.get(key, key), f"{TUNED_PREFIX}{key}") for key in keys]
+
+
+def tuned_text(value: Any, unknown: str = UNKNOWN, spec: str = ".3g") -> str:
+    """A tuned value: numbers to `spec` (3 significant digits: a search of a few trials is no more precise)."""
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return unknown
+    if isinstance(value, float):
+        return format(value, spec)
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def _count(value: Any) -> str:

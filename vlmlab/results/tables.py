@@ -32,7 +32,7 @@ from vlmlab.results.records import (
     run_sort_key,
 )
 from vlmlab.results.latex import latex_from_summary
-from vlmlab.results.render import csv_from_summary, markdown_from_summary
+from vlmlab.results.render import TUNED_PREFIX, csv_from_summary, markdown_from_summary
 from vlmlab.results.stats import ALPHA, best_flags, describe, paired_by_seed
 
 log = logging.getLogger(__name__)
@@ -216,8 +216,19 @@ def _row(
     }
     for key in [*metrics, "avg"]:
         row.update(_score_columns(key, scores[key], control[key], is_control))
+    row.update({f"{TUNED_PREFIX}{key}": value for key, value in _tuned(runs).items()})
     row.update(_costs(runs))
     return row
+
+
+def _tuned(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The values `vlmlab tune` chose for the arm (its records' `ablation.tuned` label), from its first run that
+    has them, done runs first; empty when the arm was not tuned."""
+    for run in sorted(runs, key=lambda run: run["status"] != "done"):
+        tuned = ((run.get("config") or {}).get("ablation") or {}).get("tuned")
+        if isinstance(tuned, dict) and tuned:
+            return tuned
+    return {}
 
 
 def _arm_status(counts: dict[str, int]) -> str:

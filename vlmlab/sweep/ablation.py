@@ -8,6 +8,8 @@ from typing import Any
 
 import yaml
 
+from vlmlab.tune.space import TuneError, TuneSpec, parse_tune
+
 
 class AblationError(ValueError):
     """A bad ablation file or arm; the message names the file and the key."""
@@ -36,6 +38,7 @@ class AblationSpec:
     common: tuple[str, ...] = ()
     paper_table: str | None = None
     notes: dict[str, Any] = field(default_factory=dict)
+    tune: TuneSpec = field(default_factory=TuneSpec)  # how `vlmlab tune` searches each arm
 
     def runs(self, extra: tuple[str, ...] = ()) -> list[PlannedRun]:
         """Every (arm, seed) job: common overrides, then the arm's, then the user's `extra`, then the labels."""
@@ -82,7 +85,8 @@ def load_ablation(ablations_dir: str | Path, name: str) -> AblationSpec:
     for key in ("question", "control", "arms", "seeds", "metrics"):
         if key not in raw:
             raise AblationError(f"{path}: missing key `{key}`")
-    unknown = set(raw) - {"question", "control", "arms", "seeds", "metrics", "common", "paper_table", "notes"}
+    known = {"question", "control", "arms", "seeds", "metrics", "common", "paper_table", "notes", "tune"}
+    unknown = set(raw) - known
     if unknown:
         raise AblationError(f"{path}: unknown key(s) {', '.join(sorted(map(str, unknown)))}")
     arms = raw["arms"]
@@ -96,9 +100,13 @@ def load_ablation(ablations_dir: str | Path, name: str) -> AblationSpec:
     metrics = raw["metrics"]
     if not isinstance(metrics, list) or not metrics or not all(isinstance(m, str) for m in metrics):
         raise AblationError(f"{path}: `metrics` must be a non-empty list of task names")
+    try:
+        tune = parse_tune(raw.get("tune"), default_seed=seeds[0])
+    except TuneError as err:
+        raise AblationError(f"{path}: {err}") from None
     return AblationSpec(
         name=name, path=path, question=str(raw["question"]), control=raw["control"],
         arms={str(arm): _strings(path, f"arms.{arm}", ovs) for arm, ovs in arms.items()},
         seeds=tuple(seeds), metrics=tuple(metrics), common=_strings(path, "common", raw.get("common")),
-        paper_table=raw.get("paper_table"), notes=raw.get("notes") or {},
+        paper_table=raw.get("paper_table"), notes=raw.get("notes") or {}, tune=tune,
     )

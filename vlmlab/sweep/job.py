@@ -19,7 +19,7 @@ from vlmlab.sweep.provenance import provenance
 log = logging.getLogger(__name__)
 
 
-def _quiet_libraries() -> None:
+def quiet_libraries() -> None:
     """Keep a sweep's console to one line per event: Lightning's banners and wandb's run summaries go."""
     import lightning  # noqa: F401  (Lightning sets its loggers to INFO when imported: quiet them after)
 
@@ -38,7 +38,7 @@ def run_job(cfg: DictConfig) -> str:
         log.info("%s/%s seed %s (%s): done already, skipped", axis, arm, cfg.seed, rid)
         return "skipped"
     log.info("%s/%s seed %s (%s): training, %s", axis, arm, cfg.seed, rid, _progress(results, axis))
-    _quiet_libraries()
+    quiet_libraries()
     run_dir = Path(cfg.paths.output_dir) / "runs" / axis / rid  # checkpoints and logs: not committed
     dataset_version, predictions = None, None
     record = {
@@ -58,7 +58,7 @@ def run_job(cfg: DictConfig) -> str:
             "type": type(err).__name__, "message": str(err), "traceback": traceback.format_exc(),
         })
     finally:
-        _finish_wandb()
+        finish_wandb()
     record["provenance"] = provenance() | {"dataset_version": dataset_version}
     path = record_path(results, axis, arm, rid)
     curve = run_dir / "metrics.csv"
@@ -83,7 +83,7 @@ def _progress(results: Path, axis: str) -> str:
         return "outside a sweep"
 
 
-def _finish_wandb() -> None:
+def finish_wandb() -> None:
     """Close the run's wandb run so the next job in this process starts its own."""
     import sys
 

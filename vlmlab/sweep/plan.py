@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 
 from omegaconf import DictConfig
 
@@ -41,6 +41,8 @@ def _check_stage(cfg: DictConfig) -> None:
     if cfg.trainer.max_steps <= 0:
         raise ConfigError("trainer.max_steps", f"must be positive, got {cfg.trainer.max_steps}")
     Budget.from_config(cfg.get("budget"))  # an unknown unit or a non-positive value, before anything trains
+    if float(cfg.optim.get("lr_scale", 1.0)) <= 0:
+        raise ConfigError("optim.lr_scale", f"must be positive, got {cfg.optim.lr_scale}")
     suite = instantiate_group("data.suite", cfg.data.suite)
     known = suite.task_metrics()
     if unknown := sorted(set(cfg.eval.tasks or ()) - set(known)):
@@ -68,10 +70,18 @@ def _check(cfg: DictConfig) -> None:
             raise ConfigError(f"stages[{index}] ({stage.name}): {err.key}", err.detail, absolute=True) from None
 
 
-def plan_sweep(spec: AblationSpec, compose: Compose, extra: tuple[str, ...] = ()) -> list[Job]:
-    """Every job of `spec`, composed and checked; raises AblationError naming the file, arm and key."""
+def plan_sweep(
+    spec: AblationSpec,
+    compose: Compose,
+    extra: tuple[str, ...] = (),
+    tuned: Mapping[str, tuple[str, ...]] | None = None,
+) -> list[Job]:
+    """Every job of `spec`, composed and checked, each arm with its `tuned` overrides (from `vlmlab tune`) last;
+    raises AblationError naming the file, arm and key."""
     jobs, checked = [], set()
     for run in spec.runs(extra):
+        if tuned:
+            run = replace(run, overrides=(*run.overrides, *tuned[run.arm]))
         where = f"{spec.path}: arm '{run.arm}'"
         try:
             cfg = compose(list(run.overrides))

@@ -46,8 +46,9 @@ class VLMTrainingModule(L.LightningModule):
         self.log("val/loss", self.model(**batch).loss, batch_size=batch["input_ids"].shape[0])
 
     def parameter_groups(self) -> list[dict]:
-        """One AdamW group per component and decay class; biases and norms get no weight decay."""
+        """One AdamW group per component and decay class, lr times `optim.lr_scale`; no weight decay on biases, norms."""
         groups = []
+        scale = float(self.optim.get("lr_scale", 1.0))  # a config without it (an older record's) means 1
         for name in COMPONENTS:
             params = [p for p in getattr(self.model, name).parameters() if p.requires_grad]
             for decay in (True, False):
@@ -56,7 +57,7 @@ class VLMTrainingModule(L.LightningModule):
                     groups.append({
                         "name": f"{name}{'' if decay else '/no_decay'}",
                         "params": chosen,
-                        "lr": float(self.optim.lr[name]),
+                        "lr": float(self.optim.lr[name]) * scale,
                         "weight_decay": float(self.optim.weight_decay) if decay else 0.0,
                     })
         return groups

@@ -83,11 +83,33 @@ def _mean_tokens(count, images: ImageProcessor, examples: list[Example], trainin
     return int(mean) if mean == int(mean) else round(mean, 2)
 
 
+@dataclass
+class ValidationOutcome:
+    """What a train-only run (a tuning trial) measured: the final validation loss, and its cost."""
+
+    val_loss: float
+    cost: dict[str, float | int]
+
+
+@dataclass
+class _Trained:
+    """A trained model with what evaluating it needs: its suite, the last stage's collator and images, costs."""
+
+    model: VisionLanguageModel
+    spec: Suite
+    collator: VLMCollator
+    images: ImageProcessor
+    stages: list[Stage]
+    stage_costs: list[dict]
+    loggers: list
+
+
 def _train_stage(
     stage: Stage, model: VisionLanguageModel, spec: Suite, tokenizer: PreTrainedTokenizerBase, loggers: list,
-    offset: int, checkpoint_dir: Path,
+    offset: int, checkpoint_dir: Path, validate: bool = False,
 ) -> tuple[VLMCollator, ImageProcessor, dict]:
-    """Train `model` for one stage (resuming from its last checkpoint if any); its collator, images and cost."""
+    """Train `model` for one stage (resuming from its last checkpoint if any); its collator, images and cost,
+    with the validation loss of the trained model when `validate`."""
     cfg, cache_dir, batch = stage.config, str(stage.config.paths.cache_dir), stage.config.data.batch_size
     images: ImageProcessor = instantiate(cfg.data.image, _convert_="all")
     collator = VLMCollator(tokenizer, images, model.sequence_tokens, cfg.data.prompt_template,
@@ -112,7 +134,11 @@ def _train_stage(
         trainer.fit(VLMTrainingModule(model, cfg.optim, steps), datamodule, ckpt_path=last if last.exists() else None)
     seconds = time.perf_counter() - started
     samples = trainer.global_step * batch
-    return collator, images, count_parameters(model) | {
+    measured = {}
+    if validate:  # the same validation batches for every trial: a fair, cheap ranking of learning rates
+        module = trainer.lightning_module
+        measured["val_loss"] = float(trainer.validate(module, datamodule, verbose=False)[0]["val/loss"])
+    return collator, images, measured | count_parameters(model) | {
         "stage": stage.name,
         "budget": budget.record(steps),
         "train_steps": trainer.global_step,
@@ -150,8 +176,8 @@ def _adapt_for_stage(model: VisionLanguageModel, before: Stage, stage: Stage) ->
             setattr(owner, module_attr[1], adaptation.apply(getattr(owner, module_attr[1])))
 
 
-def train_and_evaluate(cfg: DictConfig, run_dir: Path, run_id: str) -> RunOutcome:
-    """Train the configured VLM stage by stage (resuming from the last checkpoints), then evaluate it."""
+def _train(cfg: DictConfig, run_dir: Path, run_id: str, validate: bool = False) -> _Trained:
+    """Train the configured VLM stage by stage, resuming from the last checkpoints (and validate the last stage)."""
     stages = resolve_stages(cfg)
     first = stages[0].config
     spec: Suite = instantiate(cfg.data.suite)
@@ -169,9 +195,31 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, run_id: str) -> RunOutcom
         # A single-stage run keeps its checkpoints where it always did: resuming works across versions.
         checkpoint_dir = run_dir / ("checkpoints" if len(stages) == 1 else f"stage{index}-{stage.name}")
         offset = sum(c["train_steps"] for c in stage_costs)
-        collator, images, stage_cost = _train_stage(stage, model, spec, tokenizer, loggers, offset, checkpoint_dir)
+        at_end = validate and index == len(stages) - 1
+        collator, images, stage_cost = _train_stage(stage, model, spec, tokenizer, loggers, offset, checkpoint_dir,
+                                                    at_end)
         stage_costs.append(stage_cost)
+    return _Trained(model, spec, collator, images, stages, stage_costs, loggers)
 
+
+def train_and_validate(cfg: DictConfig, run_dir: Path, run_id: str) -> ValidationOutcome:
+    """Train the configured VLM (resuming from the last checkpoints) and measure its validation loss; no test set."""
+    trained = _train(cfg, run_dir, run_id, validate=True)
+    for logger in trained.loggers:
+        logger.finalize("success")
+    costs = trained.stage_costs
+    return ValidationOutcome(val_loss=costs[-1]["val_loss"], cost={
+        "train_steps": sum(c["train_steps"] for c in costs),
+        "train_seconds": round(sum(c["train_seconds"] for c in costs), 3),
+    })
+
+
+def train_and_evaluate(cfg: DictConfig, run_dir: Path, run_id: str) -> RunOutcome:
+    """Train the configured VLM stage by stage (resuming from the last checkpoints), then evaluate it."""
+    trained = _train(cfg, run_dir, run_id)
+    model, spec, collator, images = trained.model, trained.spec, trained.collator, trained.images
+    stages, stage_costs, loggers = trained.stages, trained.stage_costs, trained.loggers
+    cache_dir = str(cfg.paths.cache_dir)
     test = limit_per_task(_examples(spec, cache_dir, images, cfg.eval.split), cfg.eval.limit_per_task)
     tasks = set(cfg.eval.tasks or spec.task_metrics())  # null: every benchmark the suite scores
     test = [ex for ex in test if ex.task in tasks]
