@@ -61,7 +61,7 @@ def test_unknown_axis_lists_the_ablations(tmp_path):
         ("bad: [model/connector=perceiver, model.connector.num_latents=0]", r"arm 'bad': model\.connector\.num_latents: must be positive"),
         ("bad: [data.image.size=60]", r"arm 'bad': data\.image\.size: 60 is not a positive multiple"),
         ("bad: [model/connector=pixel_shuffle, model.connector.factor=3]", r"arm 'bad': model\.connector\.factor"),
-        ('bad: ["eval.tasks=[count,nosuch]"]', r"arm 'bad': eval\.tasks: unknown task\(s\) nosuch; synthetic-v1 has"),
+        ('bad: ["eval.tasks=[synth_count,nosuch]"]', r"arm 'bad': eval\.tasks: unknown task\(s\) nosuch; synthetic-v2.1 has"),
         ("bad: [data=synthetic_v2, data.mixture.nosuch=1]", r"arm 'bad': override 'data.mixture.nosuch=1'"),
         ("bad: [data=synthetic_v2, eval.tasks=null, +data.mixture.nosuch=1]",
          r"arm 'bad': data\.mixture: unknown training task\(s\) nosuch"),

@@ -73,6 +73,9 @@ def test_k_shot_contexts_are_same_task_fixed_by_seed_and_laid_out_before_the_que
     assert with_context(queries, pool, 0, seed=0) == queries
     with pytest.raises(ValueError, match="eval.shots=9"):
         with_context(queries, pool, 9, seed=0)
+    # a benchmark named apart from its training task (v2's synth_count <- count) draws from that task
+    renamed = with_context([example("synth_count")], pool, 2, seed=0, sources={"synth_count": "count"})
+    assert [c.task for c in renamed[0].context] == ["count", "count"]
 
     tokenizer = synthetic_tokenizer(["question: q answer:", " a", *(" " + ex.answer for ex in pool)], tmp_path)
     collator = VLMCollator(tokenizer, SquareResize(size=8), lambda shapes: 2 * len(shapes), "question: {prompt} answer:")

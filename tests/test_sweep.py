@@ -16,7 +16,7 @@ question: Does the connector matter?
 paper_table: Table 11
 control: mlp
 seeds: [0, 1]
-metrics: [count, color]
+metrics: [synth_count, synth_vqa]
 common: [trainer.max_steps=3, data.batch_size=4, eval.limit_per_task=2, eval.max_new_tokens=3, logger=none]
 arms:
   mlp: [model/connector=mlp]
@@ -71,7 +71,7 @@ def test_sweep_trains_records_tabulates_then_skips_done_runs(workspace, cache_di
         ("broken", 0): "failed", ("broken", 1): "failed",
     }
     done = found[("mlp", 0)]
-    assert set(done["metrics"]) == {"count", "color", "shape", "text", "caption"}
+    assert set(done["metrics"]) == {"synth_ocr", "synth_count", "synth_wide", "synth_caption", "synth_vqa"}
     assert done["cost"]["visual_tokens_per_image"] == 64 and found[("pixel_shuffle", 0)]["cost"]["visual_tokens_per_image"] == 16
     assert done["cost"]["params_trainable"] == done["cost"]["params_total"] > 0
     assert done["cost"]["train_steps"] == 3 and done["provenance"]["packages"]["torch"]
@@ -152,7 +152,7 @@ def test_wandb_runs_offline_with_axis_arm_and_metrics(workspace, cache_dir, monk
     assert len(runs) == 1
     # Offline, the run's config, history and summary live in its protobuf log; the keys are stored verbatim.
     log = next(runs[0].glob("run-*.wandb")).read_bytes()
-    for key in (b"ablation.arm", b"model.connector._target_", b"run_id", b"test/count", b"train/loss"):
+    for key in (b"ablation.arm", b"model.connector._target_", b"run_id", b"test/synth_count", b"train/loss"):
         assert key in log, key
 
 
@@ -174,7 +174,7 @@ def test_k_shot_evaluation_runs_end_to_end(workspace, cache_dir, fusion):
                  "ablation.name=toy", "ablation.arm=kshot"]) == 0
     (record,) = records(workspace).values()
     assert record["status"] == "done", record.get("error")
-    assert record["config"]["eval"]["shots"] == 2 and set(record["metrics"]) >= {"count", "color"}
+    assert record["config"]["eval"]["shots"] == 2 and set(record["metrics"]) >= {"synth_count", "synth_vqa"}
 
 
 def test_an_unreachable_wandb_server_means_offline_not_a_failed_sweep(workspace, cache_dir, monkeypatch):

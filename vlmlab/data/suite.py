@@ -22,3 +22,6 @@ class Suite(Protocol):
 
     def train_tasks(self) -> tuple[str, ...]:
         """Tasks of the training split, which a data mixture weights."""
+
+    def context_tasks(self) -> dict[str, str]:
+        """The training task whose examples serve as in-context shots for each evaluation task named differently."""

@@ -116,6 +116,10 @@ class SyntheticSpec:
         """Tasks of the training split (what a data mixture can weight)."""
         return TASKS
 
+    def context_tasks(self) -> dict[str, str]:
+        """Evaluation tasks are the training tasks: no renaming."""
+        return {}
+
 
 @dataclass(frozen=True)
 class Scene:

@@ -156,6 +156,10 @@ class SyntheticV2Spec:
         """Tasks of the training split (what a data mixture can weight)."""
         return TRAIN_TASKS
 
+    def context_tasks(self) -> dict[str, str]:
+        """Each benchmark's in-context shots come from its training task (synth_ocr's from ocr, ...)."""
+        return {name: g.train_task for name, g in GENERATORS.items()}
+
 
 @dataclass(frozen=True)
 class Example:

@@ -35,11 +35,15 @@ def limit_per_task(examples: list[Example], limit: int | None) -> list[Example]:
     return kept
 
 
-def with_context(examples: list[Example], pool: list[Example], shots: int, seed: int) -> list[Example]:
+def with_context(
+    examples: list[Example], pool: list[Example], shots: int, seed: int, sources: Mapping[str, str] | None = None,
+) -> list[Example]:
     """Each example with `shots` in-context examples of its task drawn from `pool` (the training split).
 
-    The draw depends only on `seed` and the example's position, so every arm sees the same contexts.
+    `sources` names the training task of an evaluation task called differently (synth_ocr -> ocr). The draw
+    depends only on `seed` and the example's position, so every arm sees the same contexts.
     """
+    sources = sources or {}
     if shots <= 0:
         return examples
     by_task: dict[str, list[Example]] = defaultdict(list)
@@ -47,9 +51,10 @@ def with_context(examples: list[Example], pool: list[Example], shots: int, seed:
         by_task[ex.task].append(ex)
     out = []
     for index, ex in enumerate(examples):
-        candidates = by_task.get(ex.task, [])
+        source = sources.get(ex.task, ex.task)
+        candidates = by_task.get(source, [])
         if len(candidates) < shots:
-            raise ValueError(f"eval.shots={shots}: the training split has {len(candidates)} examples of {ex.task}")
+            raise ValueError(f"eval.shots={shots}: the training split has {len(candidates)} examples of {source}")
         rng = random.Random(f"{seed}:{index}")
         out.append(replace(ex, context=tuple(rng.sample(candidates, shots))))
     return out

@@ -224,7 +224,8 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, run_id: str) -> RunOutcom
     tasks = set(cfg.eval.tasks or spec.task_metrics())  # null: every benchmark the suite scores
     test = [ex for ex in test if ex.task in tasks]
     # k-shot evaluation (the paper's ablations are 4-shot): contexts drawn from the training split with a fixed seed.
-    test = with_context(test, _examples(spec, cache_dir, images, "train"), cfg.eval.get("shots", 0), seed=0)
+    test = with_context(test, _examples(spec, cache_dir, images, "train"), cfg.eval.get("shots", 0), seed=0,
+                        sources=spec.context_tasks())
     started = time.perf_counter()
     result = evaluate(model, collator, test, cfg.eval.batch_size, cfg.eval.max_new_tokens, spec.task_metrics())
     eval_seconds = time.perf_counter() - started
