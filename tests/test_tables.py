@@ -316,6 +316,27 @@ def test_compute_and_memory_columns(tmp_path: Path) -> None:
     assert r"& 6.31T & 156M & 10.5 & 20.5 & 58.0 & 2/2 \\" in render_latex(plan, runs)
 
 
+def test_lm_tokens_column_only_where_an_arm_differs(tmp_path: Path) -> None:
+    """Cross-attention puts one token per image in the LM sequence: the table shows it beside visual tokens."""
+    ablation = {"name": AXIS, "question": "", "paper_table": "", "control": "perceiver", "arms": ARMS,
+                "metrics": ["vqa", "ocr"], "seeds": SEEDS}
+    write_plan(tmp_path, AXIS, ablation, plan_runs())
+    for run in plan_runs():
+        rec = record(run["arm"], run["seed"])
+        rec["cost"]["sequence_tokens_per_image"] = 1 if run["arm"] == "linear" else 64
+        write_record(tmp_path, rec)
+    write_tables(tmp_path)
+    markdown = (tmp_path / "tables" / f"{AXIS}.md").read_text()
+    assert "LM tokens" in markdown
+    assert "| 64 | 1 |" in table_row_of(markdown, "linear") and "| 64 | 64 |" in table_row_of(markdown, "mean")
+    # where no arm differs, the column stays out
+    for run in plan_runs():
+        write_record(tmp_path, record(run["arm"], run["seed"]) | {"cost": record(run["arm"], run["seed"])["cost"]
+                                                                   | {"sequence_tokens_per_image": 64}})
+    write_tables(tmp_path)
+    assert "LM tokens" not in (tmp_path / "tables" / f"{AXIS}.md").read_text()
+
+
 def table_row_of(markdown: str, arm: str) -> str:
     """The main table's line of `arm` in a rendered Markdown table."""
     return next(line for line in markdown.splitlines() if line.startswith(f"| {arm}"))
@@ -336,9 +357,6 @@ def test_committed_tables_regenerate_byte_identically_from_committed_records(tmp
             assert png_size(path.read_bytes()) == png_size(committed), path.name
             continue
         assert path.read_bytes() == committed, path.name
-    # Cross-attention puts one token per image in the LM sequence: the architecture table shows it.
-    architecture = (tmp_path / "tables" / "architecture.md").read_text()
-    assert "LM tokens" in architecture and "| 64 | 1 |" in architecture
 
 
 def _png_software(data: bytes) -> str | None:
