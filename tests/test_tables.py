@@ -6,6 +6,7 @@ import hashlib
 import io
 import random
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -289,18 +290,26 @@ def test_human_flops(flops: float, text: str) -> None:
     assert human_flops(flops) == text
 
 
-def test_compute_and_memory_columns(tmp_path: Path) -> None:
-    """New records carry FLOPs and peak memory; an arm of older records shows empty cells beside them."""
+def write_with_costs(root: Path, extra_cost: Callable[[str, int], dict[str, Any]]) -> None:
+    """The plan and every record, each record's cost updated with `extra_cost(arm, seed)`."""
     ablation = {"name": AXIS, "question": "", "paper_table": "", "control": "perceiver", "arms": ARMS,
                 "metrics": ["vqa", "ocr"], "seeds": SEEDS}
-    write_plan(tmp_path, AXIS, ablation, plan_runs())
+    write_plan(root, AXIS, ablation, plan_runs())
     for run in plan_runs():
         rec = record(run["arm"], run["seed"])
-        if run["arm"] != "linear":  # linear keeps the older record's cost, without these keys
-            rec["cost"] |= {"train_flops": 6.31e12, "inference_flops_per_sample": 1.55e8 + 1e6 * run["seed"],
-                            "train_samples_per_second": 20.0 + run["seed"], "peak_memory_mb": 58.0,
-                            "peak_memory_kind": "cpu_rss_delta"}
-        write_record(tmp_path, rec)
+        rec["cost"] |= extra_cost(run["arm"], run["seed"])
+        write_record(root, rec)
+
+
+def test_compute_and_memory_columns(tmp_path: Path) -> None:
+    """New records carry FLOPs and peak memory; an arm of older records shows empty cells beside them."""
+    def cost(arm: str, seed: int) -> dict[str, Any]:
+        if arm == "linear":  # linear keeps the older record's cost, without these keys
+            return {}
+        return {"train_flops": 6.31e12, "inference_flops_per_sample": 1.55e8 + 1e6 * seed,
+                "train_samples_per_second": 20.0 + seed, "peak_memory_mb": 58.0, "peak_memory_kind": "cpu_rss_delta"}
+
+    write_with_costs(tmp_path, cost)
     plan, runs, _ = load_axis(tmp_path, AXIS)
     markdown = render_markdown(plan, runs)
     assert "| visual tokens | train FLOPs | infer FLOPs | train s | samples/s | peak MB | seeds |" in markdown
@@ -318,21 +327,13 @@ def test_compute_and_memory_columns(tmp_path: Path) -> None:
 
 def test_lm_tokens_column_only_where_an_arm_differs(tmp_path: Path) -> None:
     """Cross-attention puts one token per image in the LM sequence: the table shows it beside visual tokens."""
-    ablation = {"name": AXIS, "question": "", "paper_table": "", "control": "perceiver", "arms": ARMS,
-                "metrics": ["vqa", "ocr"], "seeds": SEEDS}
-    write_plan(tmp_path, AXIS, ablation, plan_runs())
-    for run in plan_runs():
-        rec = record(run["arm"], run["seed"])
-        rec["cost"]["sequence_tokens_per_image"] = 1 if run["arm"] == "linear" else 64
-        write_record(tmp_path, rec)
+    write_with_costs(tmp_path, lambda arm, seed: {"sequence_tokens_per_image": 1 if arm == "linear" else 64})
     write_tables(tmp_path)
     markdown = (tmp_path / "tables" / f"{AXIS}.md").read_text()
     assert "LM tokens" in markdown
     assert "| 64 | 1 |" in table_row_of(markdown, "linear") and "| 64 | 64 |" in table_row_of(markdown, "mean")
     # where no arm differs, the column stays out
-    for run in plan_runs():
-        write_record(tmp_path, record(run["arm"], run["seed"]) | {"cost": record(run["arm"], run["seed"])["cost"]
-                                                                   | {"sequence_tokens_per_image": 64}})
+    write_with_costs(tmp_path, lambda arm, seed: {"sequence_tokens_per_image": 64})
     write_tables(tmp_path)
     assert "LM tokens" not in (tmp_path / "tables" / f"{AXIS}.md").read_text()
 
