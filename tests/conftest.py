@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -33,3 +34,13 @@ def make_cfg(cache_dir, tmp_path):
             ])
 
     return _make
+
+
+@pytest.fixture
+def checkout(tmp_path, monkeypatch):
+    """A scratch checkout as the working directory: an empty ablations/, Hydra's global state cleared around it."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "ablations").mkdir()
+    GlobalHydra.instance().clear()
+    yield tmp_path
+    GlobalHydra.instance().clear()

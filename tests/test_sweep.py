@@ -26,14 +26,10 @@ arms:
 
 
 @pytest.fixture
-def workspace(tmp_path, cache_dir, monkeypatch):
+def workspace(checkout, cache_dir):
     """A scratch checkout: its own ablations/ and results/, the session's dataset cache."""
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "ablations").mkdir()
-    (tmp_path / "ablations" / "toy.yaml").write_text(TOY)
-    GlobalHydra.instance().clear()
-    yield tmp_path
-    GlobalHydra.instance().clear()
+    (checkout / "ablations" / "toy.yaml").write_text(TOY)
+    return checkout
 
 
 @pytest.fixture
