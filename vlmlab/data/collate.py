@@ -53,7 +53,7 @@ class VLMCollator:
         self.template = template
         self.templates = dict(templates or {})
         self.image_token_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
-        self._lengths: dict[tuple[str, str], int] = {}  # prompts and answers repeat: count each once
+        self._lengths: dict[tuple[str, str, str], int] = {}  # (part, task, text): prompts and answers repeat
 
     def _text_ids(self, example: Example) -> list[int]:
         text = self.template_for(example.task).format(prompt=example.prompt)
