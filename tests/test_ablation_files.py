@@ -17,7 +17,7 @@ GOOD = """
 question: Which connector?
 control: mlp
 seeds: [0, 1]
-metrics: [count, color]
+metrics: [synth_count, synth_vqa]
 arms:
   mlp: [model/connector=mlp]
   {arm}
@@ -68,6 +68,9 @@ def test_unknown_axis_lists_the_ablations(tmp_path):
         ("bad: [data=synthetic_v2, eval.tasks=null, data.mixture.caption=0, data.mixture.ocr=0, data.mixture.count=0, "
          "data.mixture.wide=0, data.mixture.vqa=0]", r"data\.mixture: every weight is 0"),
         ("bad: [data=synthetic_v2, data.suite.caption_style=fancy]", r"arm 'bad': data\.suite: .*caption_style"),
+        ("bad: [trainer.max_steps=abc]", r"arm 'bad': trainer\.max_steps: must be a positive integer, got 'abc'"),
+        ('bad: ["eval.tasks=[synth_count]"]', r"metrics: arm 'bad' does not evaluate synth_vqa \(its eval\.tasks"),
+        ("bad: [model/connector=mlp]", r"arms 'mlp' and 'bad' compose to the same config \(run_id [0-9a-f]{12}\)"),
     ],
 )
 def test_bad_arms_are_refused_naming_file_arm_and_key(tmp_path, compose_fn, arm_line, expected):
@@ -85,12 +88,40 @@ def test_bad_arms_are_refused_naming_file_arm_and_key(tmp_path, compose_fn, arm_
         ("question: q\ncontrol: a\nmetrics: [count]\narms: {a: []}\n", "missing key `seeds`"),
         ("question: q\ncontrol: a\nseeds: [0]\nmetrics: [count]\narms: {a: model/connector=mlp}\n", "arms.a"),
         ("question: q\ncontrol: a\nseeds: [0]\nmetrics: [count]\narms: {a: []}\nsteps: 3\n", "unknown key"),
+        ("question: q\ncontrol: a\nseeds: [0]\nmetrics: [count, count]\narms: {a: []}\n", "distinct benchmark names"),
+        # YAML alone keeps the last of two equal keys, at any depth: the file is refused, naming key and line
+        ("question: q\ncontrol: a\nseeds: [0]\nmetrics: [count]\narms:\n  a: []\n  b: []\n  a: [x=1]\n",
+         r"line 8: key 'a' is given twice in one mapping \(first at line 6\)"),
+        ("question: q\ncontrol: a\nseeds: [0]\nmetrics: [count]\narms: {a: []}\ntune:\n  steps: 2\n  steps: 3\n",
+         r"line 8: key 'steps' is given twice"),
+        ("question: q\ncontrol: a\nseeds: [0]\nmetrics: [count]\narms: {a: [], a/b: []}\n", r"arms: 'a/b' cannot be"),
+        ("question: q\ncontrol: a\nseeds: [0]\nmetrics: [count]\narms: {a: [], ..: []}\n", r"arms: '\.\.' cannot be"),
+        ("question: q\ncontrol: a\nseeds: [0]\nmetrics: [count]\narms: {a: [], -x: []}\n", r"arms: '-x' cannot be"),
+        ("question: q\ncontrol: a\nseeds: [0]\nmetrics: [count]\narms: {a: [], 'a b': []}\n", r"arms: 'a b' cannot be"),
+        ("question: q\ncontrol: a\nseeds: [0]\nmetrics: [count]\narms: {a: [], 1: []}\n", r"arms: 1 cannot be"),
     ],
 )
 def test_malformed_files_are_refused_naming_the_key(tmp_path, text, expected):
     (tmp_path / "bad.yaml").write_text(text)
     with pytest.raises(AblationError, match=expected):
         load_ablation(tmp_path, "bad")
+
+
+def test_yaml_merge_keys_and_plain_arm_names_are_accepted(tmp_path):
+    (tmp_path / "ok.yaml").write_text("question: q\ncontrol: a.b+c-d_e\nseeds: [0]\nmetrics: [count]\n"
+                                      "notes: {base: &base {x: 1}, more: {<<: *base, x: 2}}\n"
+                                      "arms: {a.b+c-d_e: [], '2': []}\n")
+    spec = load_ablation(tmp_path, "ok")
+    assert list(spec.arms) == ["a.b+c-d_e", "2"] and spec.notes["more"] == {"x": 2}
+
+
+@pytest.mark.parametrize("axis", ["../toy", "/etc/hosts", "sub/toy", "..", ""])
+def test_an_axis_that_is_a_path_is_refused_with_the_list(tmp_path, axis):
+    (tmp_path / "ablations").mkdir()
+    write(tmp_path / "ablations", "linear: [model/connector=linear]")
+    write(tmp_path, "linear: [model/connector=linear]")  # ../toy from ablations/ would find this one
+    with pytest.raises(AblationError, match=r"no ablation named .*; the ablations are: toy"):
+        load_ablation(tmp_path / "ablations", axis)
 
 
 def test_run_id_ignores_paths_and_labels_but_not_science(compose_fn):

@@ -15,6 +15,7 @@ from vlmlab.results.records import (
     RecordError,
     is_done,
     load_axis,
+    newer_schema,
     read_plan,
     read_record,
     record_path,
@@ -147,6 +148,50 @@ def test_is_done(tmp_path: Path) -> None:
     assert not is_done(tmp_path, AXIS, "linear", run_id("linear", 0))
     record_path(tmp_path, AXIS, "perceiver", run_id("perceiver", 0)).write_text("{")
     assert not is_done(tmp_path, AXIS, "perceiver", run_id("perceiver", 0))
+
+
+@pytest.mark.parametrize(("key", "value"), [("seed", 5), ("ablation", {"name": AXIS, "arm": "linear"}),
+                                            ("ablation", {"name": "other", "arm": "perceiver"})])
+def test_is_done_refuses_a_record_altered_by_hand(tmp_path: Path, key: str, value: Any) -> None:
+    """A record that load_axis shows as missing (another run's identity) is not done: the sweep trains it again."""
+    make_plan(tmp_path)
+    record = make_record("perceiver", 0, vqa=61.0)
+    path = record_path(tmp_path, AXIS, "perceiver", run_id("perceiver", 0))
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(record))
+    assert is_done(tmp_path, AXIS, "perceiver", run_id("perceiver", 0), seed=0)
+    path.write_text(json.dumps(record | {key: value}))
+    assert not is_done(tmp_path, AXIS, "perceiver", run_id("perceiver", 0), seed=0)
+    assert load_axis(tmp_path, AXIS)[1][0]["status"] == "missing", "the table agrees"
+    # Without a seed (vlmlab/sweep/job.py's call) any seed matches, the rest of the identity still counts.
+    assert is_done(tmp_path, AXIS, "perceiver", run_id("perceiver", 0)) == (key == "seed")
+    assert not is_done(tmp_path, AXIS, "perceiver", run_id("perceiver", 0), seed=1)
+
+
+@pytest.mark.parametrize(("content", "expected"), [
+    ('{"schema_version": 2, "status": "done"}', 2), ('{"schema_version": 1}', None), ('{"schema_version": 0}', None),
+    ('{"schema_version": true}', None), ('{"schema_version": "2"}', None), ("[2]", None), ("{oops", None),
+    (b"\xff\xfe", None), (None, None),
+])
+def test_newer_schema(tmp_path: Path, content: str | bytes | None, expected: int | None) -> None:
+    path = tmp_path / "record.json"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is not None:
+        path.write_text(content)
+    assert newer_schema(path) == expected
+
+
+def test_load_axis_says_a_record_comes_from_a_newer_vlmlab(tmp_path: Path) -> None:
+    make_plan(tmp_path)
+    path = record_path(tmp_path, AXIS, "perceiver", run_id("perceiver", 0))
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(make_record("perceiver", 0, vqa=61.0) | {"schema_version": 3}))
+    _, loaded, warnings = load_axis(tmp_path, AXIS)
+    assert loaded[0]["status"] == "missing"
+    assert warnings == [f"runs/{AXIS}/perceiver/{run_id('perceiver', 0)}.json: written by a newer vlmlab "
+                        "(schema_version 3; this one reads 1); upgrade vlmlab to use it; treated as missing"]
+    assert not is_done(tmp_path, AXIS, "perceiver", run_id("perceiver", 0), seed=0)
 
 
 def test_plan_round_trip_and_checks(tmp_path: Path) -> None:

@@ -90,9 +90,9 @@ def test_a_bad_stage_is_refused_before_training(tmp_path, cache_dir, monkeypatch
 
 
 def test_the_two_stage_preset_plans(make_cfg):
-    from vlmlab.sweep.plan import _check
+    from vlmlab.sweep.plan import check_config
 
     cfg = make_cfg("+schedule=two_stage")
     align, lora = resolve_stages(cfg)
     assert align.config.model.adapt.lm._target_.endswith("Frozen") and lora.config.model.adapt.lm._target_.endswith("LoRA")
-    _check(cfg)
+    check_config(cfg)

@@ -9,16 +9,17 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from hydra.core.plugins import Plugins
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
-from vlmlab.results.records import is_done, write_plan
+from vlmlab.errors import ConfigError
+from vlmlab.results.records import RecordError, is_done, newer_schema, record_path, write_plan
 from vlmlab.sweep.ablation import AblationError, load_ablation
-from vlmlab.sweep.plan import plan_sweep
+from vlmlab.sweep.plan import Job, check_writable, plan_sweep
 from vlmlab.tune.best import best_path, tuned_overrides
 
 log = logging.getLogger(__name__)
@@ -49,24 +50,30 @@ class AblationSweeper(Sweeper):
         def compose(overrides: list[str]) -> DictConfig:
             return loader.load_sweep_config(self.config, overrides)
 
+        sweep_dir = Path(self.config.hydra.sweep.dir)
+        # Every check before plan.json is written: a refused sweep leaves results/ as it found it.
         try:
             spec = load_ablation(paths.ablations_dir, self.axis)
             tuned = tuned_overrides(spec, paths.results_dir, tuple(arguments)) if self.tuned else None
             jobs = plan_sweep(spec, compose, tuple(arguments), tuned)
-        except AblationError as err:
-            # A user error, not a crash: its message names the file, arm and key; a traceback would bury it.
-            print(f"vlmlab sweep: {err}", file=sys.stderr)
-            raise SystemExit(2) from None
+            check_writable("hydra.sweep.dir", sweep_dir)
+        except (AblationError, ConfigError) as err:
+            _refuse(err)
         results = Path(paths.results_dir)
         if tuned:
             log.info("ablation %s: each arm at its tuned values from %s (--untuned ignores them)",
                      spec.name, best_path(results, spec.name))
-        write_plan(results, spec.name, spec.meta(), [
-            {"run_id": job.run_id, "arm": job.run.arm, "seed": job.run.seed} for job in jobs
-        ])
-        todo = [job for job in jobs if not is_done(results, spec.name, job.run.arm, job.run_id)]
-        log.info("ablation %s: %d runs planned, %d done, %d to train", spec.name, len(jobs), len(jobs) - len(todo), len(todo))
-        sweep_dir = Path(self.config.hydra.sweep.dir)
+        try:
+            write_plan(results, spec.name, spec.meta(), [
+                {"run_id": job.run_id, "arm": job.run.arm, "seed": job.run.seed} for job in jobs
+            ])
+        except (RecordError, OSError) as err:  # checked above; a disk that fills up or goes away in between
+            _refuse(err)
+        kept = {job.run_id for job in jobs if _leave_alone(results, spec.name, job)}  # run_ids are distinct
+        todo = [job for job in jobs if job.run_id not in kept
+                and not is_done(results, spec.name, job.run.arm, job.run_id, job.run.seed)]
+        log.info("ablation %s: %d runs planned, %d done, %d to train", spec.name, len(jobs),
+                 len(jobs) - len(todo) - len(kept), len(todo))
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         returns = self.launcher.launch([list(job.run.overrides) for job in todo], initial_job_idx=0) if todo else []
@@ -82,3 +89,18 @@ class AblationSweeper(Sweeper):
 
         plan, runs, _warnings = load_axis(results, axis)
         log_sweep_summary(self.config, axis, summarise(plan, runs))
+
+
+def _refuse(err: Exception) -> NoReturn:
+    """Stop the sweep on a user error: its message names the file, arm and key; a traceback would bury it."""
+    print(f"vlmlab sweep: {err}", file=sys.stderr)
+    raise SystemExit(2) from None
+
+
+def _leave_alone(results: Path, axis: str, job: Job) -> bool:
+    """Whether the job's record comes from a newer vlmlab: retraining would overwrite what this one cannot read."""
+    path = record_path(results, axis, job.run.arm, job.run_id)
+    if (version := newer_schema(path)) is None:
+        return False
+    log.warning("%s: written by a newer vlmlab (schema_version %d); left alone, not retrained", path, version)
+    return True

@@ -103,12 +103,28 @@ def read_record(path: StrPath) -> dict[str, Any]:
     return record
 
 
-def is_done(results_dir: StrPath, axis: str, arm: str, run_id: str) -> bool:
-    """Whether the run has a readable record whose status is "done"."""
+def is_done(results_dir: StrPath, axis: str, arm: str, run_id: str, seed: int | None = None) -> bool:
+    """Whether the run has a record that says "done" and that load_axis would use for it (`seed` None: any seed)."""
     try:
-        return read_record(record_path(results_dir, axis, arm, run_id))["status"] == "done"
+        path = record_path(results_dir, axis, arm, run_id)
+        if seed is None:  # a caller that does not know the seed (vlmlab/sweep/job.py): take the record's own
+            seed = read_record(path)["seed"]
     except (OSError, RecordError):
         return False
+    # The very test load_axis applies: a record the table shows as missing must not be skipped as done.
+    record, _problem = _planned_record(path, axis, {"arm": arm, "run_id": run_id, "seed": seed})
+    return record is not None and record["status"] == "done"
+
+
+def newer_schema(path: StrPath) -> int | None:
+    """The record's schema_version if `path` holds a JSON object from a newer vlmlab (a higher version), else None."""
+    try:
+        obj = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # missing, unreadable or not JSON (JSONDecodeError, UnicodeDecodeError)
+        return None
+    version = obj.get("schema_version") if isinstance(obj, dict) else None
+    is_int = isinstance(version, int) and not isinstance(version, bool)
+    return version if is_int and version > SCHEMA_VERSION else None
 
 
 def write_plan(
@@ -198,6 +214,9 @@ def _planned_record(
     """The record of one planned run and, when it cannot be used, why."""
     if not path.exists():
         return None, None
+    if (version := newer_schema(path)) is not None:
+        return None, (f"written by a newer vlmlab (schema_version {version}; this one reads {SCHEMA_VERSION}); "
+                      "upgrade vlmlab to use it")
     try:
         record = read_record(path)
     except (OSError, RecordError) as exc:

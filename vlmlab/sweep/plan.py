@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import math
+import os
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from vlmlab.errors import ConfigError
 from vlmlab.models.build import check_model_config, instantiate_group
 from vlmlab.train.budget import Budget
 from vlmlab.train.stages import resolve_stages
-from vlmlab.sweep.ablation import AblationError, AblationSpec, PlannedRun
+from vlmlab.sweep.ablation import NAME, AblationError, AblationSpec, PlannedRun
 from vlmlab.sweep.identity import run_id
 
 Compose = Callable[[list[str]], DictConfig]
@@ -36,13 +42,87 @@ def _offending_override(spec: AblationSpec, arm: str, compose: Compose) -> str |
     return None
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)  # True is an int to Python, not a step count
+
+
+def _is_number(value: Any) -> bool:
+    return (_is_int(value) or isinstance(value, float)) and math.isfinite(value)
+
+
+@dataclass(frozen=True)
+class _Rule:
+    """What a numeric key must hold, in words for the error and as a test."""
+
+    what: str
+    ok: Callable[[Any], bool]
+    optional: bool = False  # absent means a default the code supplies (an older config may lack the key)
+
+
+_POSITIVE_INT = _Rule("a positive integer", lambda v: _is_int(v) and v > 0)
+_COUNT = _Rule("an integer >= 0", lambda v: _is_int(v) and v >= 0)
+_RATE = _Rule("a number >= 0", lambda v: _is_number(v) and v >= 0)
+# The numeric keys a run relies on; "optim.lr.*" is every component's learning rate.
+_NUMBERS: dict[str, _Rule] = {
+    "trainer.max_steps": _POSITIVE_INT,
+    "optim.lr_scale": _Rule("a positive number", lambda v: _is_number(v) and v > 0, optional=True),
+    "optim.warmup_steps": _COUNT,
+    "optim.weight_decay": _RATE,
+    "optim.lr.*": _RATE,
+    "data.mixture.*": _RATE,
+    "data.batch_size": _POSITIVE_INT,
+    "checkpoint_every_n_steps": _POSITIVE_INT,
+    "data.num_workers": _COUNT,
+    # Lightning reads an int as "every n steps" and a float as "a fraction of the epoch".
+    "trainer.val_check_interval": _Rule("a positive integer or a fraction in (0, 1]", lambda v: (
+        _is_int(v) and v > 0) or (isinstance(v, float) and 0 < v <= 1)),
+    "trainer.log_every_n_steps": _POSITIVE_INT,
+    "eval.batch_size": _POSITIVE_INT,
+    "eval.limit_per_task": _Rule("a positive integer or null", lambda v: v is None or (_is_int(v) and v > 0)),
+    "eval.shots": _Rule("an integer >= 0", _COUNT.ok, optional=True),
+    "eval.max_new_tokens": _POSITIVE_INT,
+}
+_ABSENT = object()
+
+
+def _select(cfg: DictConfig, key: str) -> Any:
+    """The value at `key` (_ABSENT if there is none); ConfigError if it cannot be resolved."""
+    try:
+        return OmegaConf.select(cfg, key, default=_ABSENT)
+    except OmegaConfBaseException as err:  # e.g. an interpolation to a key that does not exist
+        raise ConfigError(key, f"cannot be resolved: {err}") from None
+
+
+def _expand(cfg: DictConfig, pattern: str) -> list[str]:
+    """The keys `pattern` names: itself, or every child key of its node for "node.*" (none if it is absent)."""
+    if not pattern.endswith(".*"):
+        return [pattern]
+    parent = pattern[:-2]
+    node = _select(cfg, parent)
+    if node is _ABSENT or node is None:
+        return []
+    if not isinstance(node, DictConfig):
+        raise ConfigError(parent, f"must be a mapping of component -> value, got {node!r}")
+    return [f"{parent}.{child}" for child in node]
+
+
+def _check_numbers(cfg: DictConfig) -> None:
+    """Refuse a numeric key of _NUMBERS that is missing, of the wrong type or out of range."""
+    for pattern, rule in _NUMBERS.items():
+        for key in _expand(cfg, pattern):
+            value = _select(cfg, key)
+            if value is _ABSENT and rule.optional:
+                continue
+            if value is _ABSENT:
+                raise ConfigError(key, f"is missing; it must be {rule.what}")
+            if not rule.ok(value):
+                raise ConfigError(key, f"must be {rule.what}, got {value!r}")
+
+
 def _check_stage(cfg: DictConfig) -> None:
     """Refuse values that cannot work in one stage's config, naming the key (the model is built on meta)."""
-    if cfg.trainer.max_steps <= 0:
-        raise ConfigError("trainer.max_steps", f"must be positive, got {cfg.trainer.max_steps}")
+    _check_numbers(cfg)
     Budget.from_config(cfg.get("budget"))  # an unknown unit or a non-positive value, before anything trains
-    if float(cfg.optim.get("lr_scale", 1.0)) <= 0:
-        raise ConfigError("optim.lr_scale", f"must be positive, got {cfg.optim.lr_scale}")
     suite = instantiate_group("data.suite", cfg.data.suite)
     known = suite.task_metrics()
     if unknown := sorted(set(cfg.eval.tasks or ()) - set(known)):
@@ -58,8 +138,44 @@ def _check_stage(cfg: DictConfig) -> None:
     images.check(model.vision, suite.canvas)
 
 
-def _check(cfg: DictConfig) -> None:
-    """Refuse values that cannot work, naming the key, in the run's config and in each of its stages."""
+def _nearest_existing(path: Path) -> Path:
+    """`path` itself if it exists, else its nearest ancestor that does (a file, when `path` lies under one)."""
+    while not os.path.lexists(path) and path != path.parent:
+        path = path.parent
+    return path
+
+
+def check_writable(key: str, path: str | os.PathLike[str]) -> None:
+    """ConfigError naming `key` unless files can be created at `path` (created later, if it does not exist yet)."""
+    where = _nearest_existing(Path(path))
+    # A real probe, not os.access: a read-only mount, an ACL or a file in the way all show up as the OS error.
+    probe = where / f".vlmlab-probe-{uuid.uuid4().hex}"
+    try:
+        os.close(os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        os.unlink(probe)
+    except OSError as err:
+        blocker = "" if where == Path(path) else f"{where}: "  # e.g. a file in the way, above the directory
+        raise ConfigError(key, f"cannot write to {path}: {blocker}{err.strerror or err}") from None
+
+
+def _check_paths(cfg: DictConfig) -> None:
+    """Refuse labels that are no directory name, and results, output or cache directories that cannot be written."""
+    for key in ("ablation.name", "ablation.arm"):  # the run's record lives in results_dir/runs/<name>/<arm>/
+        if not isinstance(label := _select(cfg, key), str) or not NAME.fullmatch(label):
+            raise ConfigError(key, f"{label!r} cannot be a directory name: use letters, digits and _ . + - "
+                                   "(starting with a letter or digit)")
+    for key in ("paths.results_dir", "paths.output_dir", "paths.cache_dir"):
+        if not isinstance(value := _select(cfg, key), str):
+            raise ConfigError(key, "is missing" if value is _ABSENT else f"must be a directory path, got {value!r}")
+    runs = Path(cfg.paths.results_dir) / "runs" / cfg.ablation.name
+    for key, path in (("paths.results_dir", runs), ("paths.results_dir", runs / cfg.ablation.arm),
+                      ("paths.output_dir", cfg.paths.output_dir), ("paths.cache_dir", cfg.paths.cache_dir)):
+        check_writable(key, path)
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Refuse values that cannot work, naming the key: the run's labels and paths, and each of its stages."""
+    _check_paths(cfg)
     stages = resolve_stages(cfg)
     for index, stage in enumerate(stages):
         try:
@@ -70,6 +186,27 @@ def _check(cfg: DictConfig) -> None:
             raise ConfigError(f"stages[{index}] ({stage.name}): {err.key}", err.detail, absolute=True) from None
 
 
+def _check_metrics(spec: AblationSpec, jobs: list[Job]) -> None:
+    """Refuse a name in the file's `metrics` that some arm's suite does not score or its eval.tasks leaves out."""
+    for job in {job.run.arm: job for job in jobs}.values():  # the suite and tasks do not change with the seed
+        cfg, where = job.config, f"{spec.path}: metrics"
+        suite = instantiate_group("data.suite", cfg.data.suite)
+        known = list(suite.task_metrics())
+        if unknown := [m for m in spec.metrics if m not in known]:
+            raise AblationError(f"{where}: unknown benchmark(s) {', '.join(unknown)}; {suite.version} "
+                                f"(the suite of arm '{job.run.arm}') has {', '.join(known)}")
+        if cfg.eval.tasks and (skipped := [m for m in spec.metrics if m not in cfg.eval.tasks]):
+            raise AblationError(f"{where}: arm '{job.run.arm}' does not evaluate {', '.join(skipped)} "
+                                f"(its eval.tasks: {', '.join(cfg.eval.tasks)})")
+
+
+def _check_distinct(spec: AblationSpec, job: Job, first: Mapping[str, Job]) -> None:
+    """Refuse a job whose run_id an earlier job of another arm already has: the same run planned twice."""
+    if (other := first.get(job.run_id)) is not None and other.run.arm != job.run.arm:
+        raise AblationError(f"{spec.path}: arms '{other.run.arm}' and '{job.run.arm}' compose to the same config "
+                            f"(run_id {job.run_id}): one would overwrite the other's record")
+
+
 def plan_sweep(
     spec: AblationSpec,
     compose: Compose,
@@ -78,7 +215,9 @@ def plan_sweep(
 ) -> list[Job]:
     """Every job of `spec`, composed and checked, each arm with its `tuned` overrides (from `vlmlab tune`) last;
     raises AblationError naming the file, arm and key."""
-    jobs, checked = [], set()
+    jobs: list[Job] = []
+    checked: set[str] = set()
+    by_id: dict[str, Job] = {}
     for run in spec.runs(extra):
         if tuned:
             run = replace(run, overrides=(*run.overrides, *tuned[run.arm]))
@@ -91,9 +230,13 @@ def plan_sweep(
             raise AblationError(f"{where}: {culprit}: {err}") from None
         if run.arm not in checked:  # seeds do not change what is built: check each arm once
             try:
-                _check(cfg)
+                check_config(cfg)
             except ConfigError as err:
                 raise AblationError(f"{where}: {err}") from None
             checked.add(run.arm)
-        jobs.append(Job(run=run, config=cfg, run_id=run_id(cfg)))
+        job = Job(run=run, config=cfg, run_id=run_id(cfg))
+        _check_distinct(spec, job, by_id)
+        by_id.setdefault(job.run_id, job)
+        jobs.append(job)
+    _check_metrics(spec, jobs)
     return jobs
