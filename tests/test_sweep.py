@@ -38,9 +38,9 @@ def counted_training(monkeypatch):
     calls = []
     real = run_module.train_and_evaluate
 
-    def counting(cfg, run_dir, rid):
+    def counting(cfg, run_dir, rid, stop=None):
         calls.append((cfg.ablation.arm, cfg.seed))
-        return real(cfg, run_dir, rid)
+        return real(cfg, run_dir, rid, stop=stop)
 
     monkeypatch.setattr(run_module, "train_and_evaluate", counting)
     return calls

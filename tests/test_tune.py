@@ -26,7 +26,7 @@ TEMPLATE = """
 question: Does the connector matter?
 control: mlp
 seeds: [0]
-metrics: [count, color]
+metrics: [synth_count, synth_vqa]
 common: [data.batch_size=2, trainer.max_steps=2, trainer.limit_val_batches=2, optim.warmup_steps=1,
          eval.limit_per_task=1, eval.max_new_tokens=2, logger=none]
 TUNE
@@ -51,8 +51,8 @@ def trainings(monkeypatch):
     calls = []
     real = run_module.train_and_validate
 
-    def counting(cfg, run_dir, rid):
-        outcome = real(cfg, run_dir, rid)
+    def counting(cfg, run_dir, rid, stop=None):
+        outcome = real(cfg, run_dir, rid, stop=stop)
         calls.append((cfg.ablation.arm, cfg.optim.lr_scale, outcome.val_loss))
         return outcome
 
@@ -64,7 +64,7 @@ def fake_training(monkeypatch, calls: list, surprises: dict | None = None) -> No
     """Replace training by a loss with its minimum at lr_scale 3; call number -> an exception or a loss instead."""
     surprises = surprises or {}
 
-    def fake(cfg, run_dir, rid):
+    def fake(cfg, run_dir, rid, stop=None):
         calls.append((cfg.ablation.arm, cfg.optim.lr_scale))
         surprise = surprises.get(len(calls))
         if isinstance(surprise, BaseException):
@@ -222,7 +222,7 @@ def test_the_sweep_refuses_tuning_that_no_longer_fits_unless_untuned(workspace, 
     # --untuned trains the defaults, unlabelled (the runs fail here, after their configs are seen).
     configs = []
 
-    def refuse(cfg, run_dir, rid):
+    def refuse(cfg, run_dir, rid, stop=None):
         configs.append((cfg.optim.lr_scale, dict(cfg.ablation.tuned)))
         raise RuntimeError("not trained in this test")
 

@@ -6,9 +6,13 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import hydra
-from omegaconf import DictConfig
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from vlmlab.train.interrupt import RunInterrupted  # signal and threading only: no heavy imports
 
 # The config tree lives beside the package in the repository (the product's layout), not inside it.
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
@@ -23,17 +27,53 @@ vlmlab status AXIS                every planned run of an ablation: done, runnin
 vlmlab list                       the ablations in ablations/"""
 
 
+# The status of each run `_hydra_main` ran in this process: @hydra.main throws the task function's return value
+# away (hydra/main.py calls _run_hydra, which returns nothing), so `vlmlab train` reads its run's status here.
+_RUN_STATUSES: list[str] = []
+_TRAIN_OK = ("done", "skipped")  # what `vlmlab train` exits 0 for; "failed", "diverged", ... exit 1
+
+
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
 def _hydra_main(cfg: DictConfig) -> str:
     from vlmlab.sweep.job import run_job  # Hydra's own startup stays light; the job imports torch & co.
 
-    return run_job(cfg)
+    status = run_job(cfg)
+    _RUN_STATUSES.append(status)
+    return status
+
+
+class TrainChecks(Callback):
+    """Refuses a single run's bad config (exit 2) before Hydra makes its run directory or anything trains."""
+
+    # on_run_start: Hydra calls it in single-run mode only, after composing the config and before run_job
+    # creates hydra.run.dir under paths.output_dir (so a bad output_dir is refused here, not met as a trace).
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from vlmlab.errors import ConfigError
+        from vlmlab.sweep.plan import check_config
+
+        task = OmegaConf.masked_copy(config, [key for key in config if key != "hydra"])  # what the job receives
+        try:
+            check_config(task)
+        except ConfigError as err:
+            print(f"vlmlab train: {err}", file=sys.stderr)
+            raise SystemExit(2) from None  # an Exception would be swallowed by Hydra's callback runner
 
 
 def _run_hydra(args: list[str]) -> None:
     """Hand `args` to Hydra as if they were the command line."""
     sys.argv = ["vlmlab", *args]
     _hydra_main()
+
+
+def _train(overrides: list[str]) -> int:
+    """One run of conf/train.yaml, checked first: 0 if it is done (or was already), 2 if refused, else 1."""
+    _RUN_STATUSES.clear()
+    try:  # the callback first: a trailing Hydra flag (--info) could take it for its own value
+        _run_hydra([f"+hydra.callbacks.vlmlab_checks._target_={TrainChecks.__module__}.TrainChecks", *overrides])
+    except SystemExit as stop:  # a refused config, Hydra's own error (it has printed why), or --help
+        if stop.code:
+            return stop.code if isinstance(stop.code, int) else 2
+    return 0 if all(status in _TRAIN_OK for status in _RUN_STATUSES) else 1
 
 
 def _tables(results_dir: Path) -> list[Path]:
@@ -76,18 +116,26 @@ def _tune(axis: str, trials: int | None, overrides: list[str], ablations_dir: Pa
         return tune_axis(spec, plans, trials, compose_train, results_dir, output_dir)
 
 
+def _output_dir(overrides: list[str]) -> Path:
+    """`paths.output_dir` as the overrides set it (conf/paths/default.yaml's otherwise)."""
+    given = [o.split("=", 1)[1] for o in overrides if o.startswith("paths.output_dir=")]
+    return Path(given[-1] if given else "outputs")
+
+
 def _sweep(axis: str, overrides: list[str], ablations_dir: Path, results_dir: Path) -> int:
     from vlmlab.results.records import load_axis
     from vlmlab.sweep.ablation import AblationError, load_ablation
+    from vlmlab.sweep.status import axis_status
 
     try:
         load_ablation(ablations_dir, axis)  # a misspelt axis gets the list of ablations, not a Hydra trace
     except AblationError as err:
         print(f"vlmlab sweep: {err}", file=sys.stderr)
         return 2
+    output_dir = _output_dir(overrides)
     try:
         _run_hydra(["--multirun", "hydra/sweeper=ablation", f"hydra.sweeper.axis={axis}",
-                    f"hydra.sweep.dir=outputs/hydra/{axis}", *overrides])
+                    f"hydra.sweep.dir={output_dir / 'hydra' / axis}", *overrides])
     except SystemExit as stop:  # Hydra exits on a refused config; it has printed why
         if stop.code:
             return int(stop.code) if isinstance(stop.code, int) else 2
@@ -95,13 +143,33 @@ def _sweep(axis: str, overrides: list[str], ablations_dir: Path, results_dir: Pa
     table = results_dir / "tables" / f"{axis}.md"
     if table.exists():
         print(table.read_text())
-    _plan, runs, warnings = load_axis(results_dir, axis)
+    _plan, _runs, warnings = load_axis(results_dir, axis)
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    unfinished = [r for r in runs if r.get("status") != "done"]
-    for run in unfinished:
-        print(f"{run.get('status')}: {axis}/{run.get('arm')} seed {run.get('seed')} ({run.get('run_id')})", file=sys.stderr)
+    unfinished = [s for s in axis_status(results_dir, output_dir, axis) if s.state != "done"]
+    for run in unfinished:  # running: another sweep holds it; interrupted: it resumes on the next sweep
+        held = f", held by {run.holder.describe()}" if run.holder is not None else ""
+        print(f"{run.state}: {axis}/{run.arm} seed {run.seed} ({run.run_id}{held})", file=sys.stderr)
     return 1 if unfinished else 0
+
+
+def _status(axis: str, ablations_dir: Path, results_dir: Path, output_dir: Path) -> int:
+    """Print where every planned run of `axis` stands; 2 if it has no plan."""
+    from vlmlab.results.records import RecordError
+    from vlmlab.sweep.ablation import AblationError, ablation_path
+    from vlmlab.sweep.status import axis_status, render
+
+    try:  # a plan may outlive its ablation file, but the axis must be a plain name, not a path
+        ablation_path(ablations_dir, axis, must_exist=False)
+    except AblationError as err:
+        print(f"vlmlab status: {err}", file=sys.stderr)
+        return 2
+    try:
+        print(render(axis, axis_status(results_dir, output_dir, axis)))
+    except (FileNotFoundError, RecordError) as err:
+        print(f"vlmlab status: no plan for '{axis}' in {results_dir}/runs ({err})", file=sys.stderr)
+        return 2
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -117,12 +185,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trials", type=int, default=None, help="tune: trials per arm (default: the file's, or 6)")
     parser.add_argument("--untuned", action="store_true", help="sweep: ignore results/tuning/AXIS/best.json")
     args, args.rest = parser.parse_known_args(argv)  # the rest: the axis and Hydra overrides
-    results_dir, ablations_dir = Path(args.results_dir), Path(args.ablations_dir)
     if (args.trials is not None and args.command != "tune") or (args.untuned and args.command != "sweep"):
         parser.error("--trials goes with tune, --untuned with sweep")
+    if args.command in ("sweep", "tune") and not args.rest:
+        parser.error(f"{args.command} needs an AXIS: one of the files in ablations/ (see `vlmlab list`)")
+    if args.command == "status" and not args.rest:
+        parser.error("status needs an AXIS")
+    try:
+        return _dispatch(args)
+    except RunInterrupted as stopped:  # SIGTERM/SIGINT: the run saved what it could; not a failure to report
+        print(f"vlmlab {args.command}: {stopped}; run the same command again to resume", file=sys.stderr)
+        return stopped.exit_code
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    """Run the parsed command; its exit status."""
+    results_dir, ablations_dir = Path(args.results_dir), Path(args.ablations_dir)
     if args.command == "train":
-        _run_hydra(args.rest)
-        return 0
+        return _train(args.rest)
     if args.command == "tables":
         return 0 if _tables(results_dir) or not (results_dir / "runs").exists() else 1
     if args.command == "list":
@@ -131,19 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(available(ablations_dir)))
         return 0
     if args.command == "status":
-        from vlmlab.results.records import RecordError
-        from vlmlab.sweep.status import axis_status, render
-
-        if not args.rest:
-            parser.error("status needs an AXIS")
-        try:
-            print(render(args.rest[0], axis_status(results_dir, Path("outputs"), args.rest[0])))
-        except (FileNotFoundError, RecordError) as err:
-            print(f"vlmlab status: no plan for '{args.rest[0]}' in {results_dir}/runs ({err})", file=sys.stderr)
-            return 2
-        return 0
-    if not args.rest:
-        parser.error(f"{args.command} needs an AXIS: one of the files in ablations/ (see `vlmlab list`)")
+        return _status(args.rest[0], ablations_dir, results_dir, _output_dir(args.rest[1:]))
     axis, overrides = args.rest[0], args.rest[1:]
     paths = [f"paths.results_dir={results_dir}", f"paths.ablations_dir={ablations_dir}"]
     if args.command == "tune":

@@ -1,20 +1,34 @@
-"""The task function Hydra launches: one (arm, seed) run, its record written atomically whatever happens."""
+"""The task function Hydra launches: one (arm, seed) run, trained by one process, its record written whatever happens.
+
+A run holds a lock while it trains (vlmlab.sweep.lock), so two sweeps of one ablation never train the same
+run: the second skips it and reports who holds it. SIGTERM and SIGINT stop a run at its next checkpoint
+(vlmlab.train.interrupt); it resumes exactly when the sweep is started again. A run that fails gets a
+`failed` record and the sweep goes on. A trained run whose outputs cannot be written (a full disk, a
+read-only folder) is reported with the path at fault, leaves no orphan file beside a missing record, and
+keeps its final checkpoint, so the next sweep writes it without training again.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import traceback
 import warnings
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from vlmlab.errors import DivergedError
-from vlmlab.results.records import SCHEMA_VERSION, atomic_write_text, is_done, record_path, write_record
+from vlmlab.results.records import (
+    SCHEMA_VERSION, RecordError, atomic_write_text, is_done, loss_log_path, newer_schema, record_path, write_record,
+)
 from vlmlab.sweep.identity import run_id
+from vlmlab.sweep.lock import RunLock, lock_path
 from vlmlab.sweep.provenance import provenance
+from vlmlab.train.interrupt import RunInterrupted, stop_on_signals
 
 log = logging.getLogger(__name__)
 
@@ -31,46 +45,143 @@ def quiet_libraries() -> None:
 
 
 def run_job(cfg: DictConfig) -> str:
-    """Train and evaluate one run unless its record says done; returns the run's status."""
+    """Train and evaluate one run unless it is done or another process trains it; returns what happened:
+    done, failed, diverged, skipped (done already, or left alone), running (elsewhere) or unsaved."""
     rid = run_id(cfg)
-    axis, arm, results = cfg.ablation.name, cfg.ablation.arm, Path(cfg.paths.results_dir)
-    if is_done(results, axis, arm, rid):
-        log.info("%s/%s seed %s (%s): done already, skipped", axis, arm, cfg.seed, rid)
-        return "skipped"
-    log.info("%s/%s seed %s (%s): training, %s", axis, arm, cfg.seed, rid, _progress(results, axis))
-    quiet_libraries()
-    run_dir = Path(cfg.paths.output_dir) / "runs" / axis / rid  # checkpoints and logs: not committed
-    dataset_version, predictions = None, None
-    record = {
-        "schema_version": SCHEMA_VERSION, "run_id": rid, "ablation": {"name": axis, "arm": arm}, "seed": cfg.seed,
-        "config": OmegaConf.to_container(cfg, resolve=True), "metrics": {}, "cost": {}, "error": None,
-    }
-    try:
-        from vlmlab.train.run import train_and_evaluate  # the heavy imports happen once, inside the first job
-
-        outcome = train_and_evaluate(cfg, run_dir, rid)
-        record.update(status="done", metrics=outcome.metrics, cost=outcome.cost)
-        predictions = outcome.predictions
-        dataset_version = outcome.dataset_version
-    except Exception as err:  # a failing arm gets its record and the sweep moves on
-        log.error("%s/%s seed %s (%s) failed: %s: %s", axis, arm, cfg.seed, rid, type(err).__name__, err)
-        record.update(status="diverged" if isinstance(err, DivergedError) else "failed", error={
-            "type": type(err).__name__, "message": str(err), "traceback": traceback.format_exc(),
-        })
-    finally:
-        finish_wandb()
-    record["provenance"] = provenance() | {"dataset_version": dataset_version}
+    axis, arm, seed, results = cfg.ablation.name, cfg.ablation.arm, cfg.seed, Path(cfg.paths.results_dir)
+    label = f"{axis}/{arm} seed {seed} ({rid})"
     path = record_path(results, axis, arm, rid)
-    curve = run_dir / "metrics.csv"
-    if curve.exists():  # the loss curve travels with the record, so tables and plots need only results/
-        atomic_write_text(path.with_suffix(".metrics.csv"), curve.read_text())
-    if predictions is not None:  # what the model answered: the first place to look when a score surprises
-        atomic_write_text(path.with_suffix(".predictions.jsonl"),
-                          "".join(json.dumps(p, sort_keys=True) + "\n" for p in predictions))
-    write_record(results, record)
+    if (version := newer_schema(path)) is not None:
+        log.warning("%s: %s was written by a newer vlmlab (schema %s, this one writes %s); left alone",
+                    label, path, version, SCHEMA_VERSION)
+        return "skipped"
+    if is_done(results, axis, arm, rid, seed=seed):
+        log.info("%s: done already, skipped", label)
+        return "skipped"
+    run_dir = Path(cfg.paths.output_dir) / "runs" / axis / rid  # checkpoints and logs: not committed
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = RunLock(lock_path(run_dir))
+    # The ranks of one multi-process run are one trainer: the lock is rank 0's; the others train beside it.
+    if _global_rank() == 0 and (holder := lock.acquire()) is not None:
+        log.warning("%s: being trained by %s; skipped", label, holder.describe())
+        return "running"
+    try:
+        if is_done(results, axis, arm, rid, seed=seed):  # finished by another sweep since this one planned it
+            log.info("%s: done already, skipped", label)
+            return "skipped"
+        log.info("%s: training, %s", label, _progress(results, axis))
+        return _train_and_record(cfg, rid, run_dir, lock, label)
+    finally:
+        lock.release()
+
+
+def _train_and_record(cfg: DictConfig, rid: str, run_dir: Path, lock: RunLock, label: str) -> str:
+    """Train and evaluate under signal handling, then write the record and what goes beside it."""
+    quiet_libraries()
+    record: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION, "run_id": rid, "ablation": {"name": cfg.ablation.name, "arm": cfg.ablation.arm},
+        "seed": cfg.seed, "config": portable_config(cfg), "metrics": {}, "cost": {}, "error": None,
+    }
+    outputs: dict[str, str] = {}  # suffix -> text, written beside the record
+    dataset_version = None
+    with stop_on_signals() as stop:
+        try:
+            from vlmlab.train.run import train_and_evaluate  # the heavy imports happen once, inside the first job
+
+            outcome = train_and_evaluate(cfg, run_dir, rid, stop=stop)
+            record.update(status="done", metrics=outcome.metrics, cost=outcome.cost)
+            dataset_version = outcome.dataset_version
+            outputs[".metrics.csv"] = outcome.loss_log  # the loss curve: tables and plots need only results/
+            # What the model answered: the first place to look when a score surprises.
+            outputs[".predictions.jsonl"] = "".join(json.dumps(p, sort_keys=True) + "\n" for p in outcome.predictions)
+        except RunInterrupted as stopped:
+            log.warning("%s: %s; run the same command again to resume", label, stopped)
+            raise
+        except Exception as err:  # a failing arm gets its record and the sweep moves on
+            log.error("%s failed: %s: %s", label, type(err).__name__, err)
+            record.update(status="diverged" if isinstance(err, DivergedError) else "failed", error={
+                "type": type(err).__name__, "message": portable_text(str(err)),
+                "traceback": portable_text(traceback.format_exc()),
+            })
+        finally:
+            finish_wandb()
+        with stop.deferred():  # a signal now waits until the record and its files are whole
+            return _write_outputs(cfg, record, outputs, dataset_version, lock, run_dir, label)
+
+
+def _write_outputs(cfg: DictConfig, record: dict[str, Any], outputs: dict[str, str], dataset_version: str | None,
+                   lock: RunLock, run_dir: Path, label: str) -> str:
+    """Write the files beside the record, then the record; on any failure, report it and leave no orphan."""
+    results = Path(cfg.paths.results_dir)
+    path = record_path(results, cfg.ablation.name, cfg.ablation.arm, record["run_id"])
+    siblings = {".metrics.csv": loss_log_path(path), ".predictions.jsonl": path.with_suffix(".predictions.jsonl")}
+    if lock.lost:
+        log.error("%s: another process took over this run while it trained; its record is left to that one", label)
+        return "unsaved"
+    target = path
+    try:
+        facts = provenance()
+        record["provenance"] = facts | {"command": portable_text(facts["command"]), "dataset_version": dataset_version}
+        for suffix, sibling in siblings.items():
+            target = sibling
+            if suffix in outputs:
+                atomic_write_text(sibling, outputs[suffix])
+            else:  # a failed run keeps no curve or answers of an earlier attempt beside its record
+                sibling.unlink(missing_ok=True)
+        target = path
+        write_record(results, record)
+    except (OSError, RecordError, ValueError, TypeError) as err:
+        for sibling in siblings.values():
+            with contextlib.suppress(OSError):
+                sibling.unlink(missing_ok=True)
+        kept = f"its final checkpoint stays in {portable_text(str(run_dir))}, so " if record["status"] == "done" else ""
+        log.error("%s: could not write %s (%s: %s); %sa re-run writes it", label, portable_text(str(target)),
+                  type(err).__name__, err, kept)
+        return "unsaved"
     if record["status"] == "done":
-        log.info("%s/%s seed %s: %s", axis, arm, cfg.seed, {k: round(v, 1) for k, v in record["metrics"].items()})
+        log.info("%s: %s", label, {k: round(v, 1) for k, v in record["metrics"].items()})
     return record["status"]
+
+
+# The checkout vlmlab runs from: paths inside it are written relative to it (the working directory too,
+# which is the checkout whenever vlmlab runs through its Makefile).
+_CHECKOUT = Path(__file__).resolve().parents[2]
+
+
+def portable_text(text: str) -> str:
+    """`text` with the project's absolute paths made relative and the home directory written `~`, so records
+    that are committed and shared name no user's directories."""
+    for root in dict.fromkeys(str(p) for p in (Path.cwd().resolve(), _CHECKOUT)):
+        if root != os.sep:
+            text = text.replace(root + os.sep, "")
+    home = str(Path.home())
+    return text.replace(home + os.sep, "~" + os.sep) if home not in ("", os.sep) else text
+
+
+def portable_config(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved config as plain data, with its paths relative to the project (or to `~`)."""
+    config = OmegaConf.to_container(cfg, resolve=True)
+    paths = config.get("paths") or {}
+    for key, value in paths.items():
+        if isinstance(value, str) and os.path.isabs(value):
+            paths[key] = _portable_path(value)
+    return config
+
+
+def _portable_path(value: str) -> str:
+    """An absolute path relative to the project if it lies inside it, else with the home directory as `~`."""
+    path, root = Path(value), Path.cwd().resolve()
+    if path.is_relative_to(root):
+        return path.relative_to(root).as_posix() or "."
+    return portable_text(value)
+
+
+def _global_rank() -> int:
+    """This process's rank in a multi-process run, from the variables launchers set (0 when alone)."""
+    for variable in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):  # torchrun / Lightning, SLURM's srun, Lightning's DDP
+        if os.environ.get(variable, "").isdigit():
+            return int(os.environ[variable])
+    return 0
 
 
 def _progress(results: Path, axis: str) -> str:

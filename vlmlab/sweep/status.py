@@ -1,30 +1,30 @@
 """Where an ablation stands: every planned run as done, running, failed, diverged or missing, and time left.
 
-Read from results/ (plan and records) and outputs/ (a run without a record whose checkpoints changed
-recently is running; older ones were interrupted and resume from their checkpoint).
+Read from results/ (plan and records) and outputs/: a run without a record is running while a live
+process holds its lock (`outputs/runs/<axis>/<run_id>/run.lock`, see `vlmlab.sweep.lock`); a run with a
+run directory but no live lock was interrupted and resumes from its checkpoint; any other is missing.
 """
 
 from __future__ import annotations
 
 import statistics
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from vlmlab.results.records import load_axis
-
-RUNNING_WITHIN_S = 600  # a run without a record whose files changed this recently is taken as running
+from vlmlab.sweep.lock import Holder, holder, is_stale, lock_path
 
 
 @dataclass(frozen=True)
 class RunStatus:
-    """One planned run: its arm, seed, id, state and wall time (training + evaluation) when finished."""
+    """One planned run: arm, seed, id, state, wall time (training + evaluation) when done, holder when running."""
 
     arm: str
     seed: int
     run_id: str
     state: str
     seconds: float | None
+    holder: Holder | None = None
 
 
 def _wall_seconds(record: dict) -> float | None:
@@ -34,24 +34,25 @@ def _wall_seconds(record: dict) -> float | None:
     return float(cost["train_seconds"]) + float(cost.get("eval_seconds") or 0.0)
 
 
-def _unfinished_state(output_dir: Path | None, axis: str, run_id: str, now: float) -> str:
+def _unfinished_state(output_dir: Path | None, axis: str, run_id: str) -> tuple[str, Holder | None]:
     run_dir = output_dir / "runs" / axis / run_id if output_dir is not None else None
     if run_dir is None or not run_dir.exists():
-        return "missing"
-    latest = max((p.stat().st_mtime for p in run_dir.rglob("*") if p.is_file()), default=run_dir.stat().st_mtime)
-    return "running" if now - latest < RUNNING_WITHIN_S else "interrupted"
+        return "missing", None
+    current = holder(lock_path(run_dir))
+    if current is not None and not is_stale(current):  # a live trainer, here or on another node
+        return "running", current
+    return "interrupted", None
 
 
-def axis_status(results_dir: Path, output_dir: Path | None, axis: str, now: float | None = None) -> list[RunStatus]:
+def axis_status(results_dir: Path, output_dir: Path | None, axis: str) -> list[RunStatus]:
     """The state of every planned run of `axis`, in plan order (without `output_dir`, unfinished runs are missing)."""
-    now = time.time() if now is None else now
     _plan, runs, _warnings = load_axis(results_dir, axis)
     out = []
     for run in runs:
-        state = run.get("status", "missing")
+        state, held_by = run.get("status", "missing"), None
         if state == "missing":
-            state = _unfinished_state(output_dir, axis, run["run_id"], now)
-        out.append(RunStatus(run["ablation"]["arm"], run["seed"], run["run_id"], state, _wall_seconds(run)))
+            state, held_by = _unfinished_state(output_dir, axis, run["run_id"])
+        out.append(RunStatus(run["ablation"]["arm"], run["seed"], run["run_id"], state, _wall_seconds(run), held_by))
     return out
 
 
@@ -82,7 +83,8 @@ def render(axis: str, statuses: list[RunStatus]) -> str:
     lines = [f"{axis}: {len(statuses)} planned runs", f"{'arm':24} {'seed':>4}  {'run_id':12}  {'state':11} {'wall':>10}"]
     for s in statuses:
         wall = _duration(s.seconds) if s.seconds is not None else ""
-        lines.append(f"{s.arm:24} {s.seed:>4}  {s.run_id:12}  {s.state:11} {wall:>10}")
+        held = f"  held by {s.holder.describe()}" if s.holder is not None else ""
+        lines.append(f"{s.arm:24} {s.seed:>4}  {s.run_id:12}  {s.state:11} {wall:>10}{held}")
     counts = {state: sum(s.state == state for s in statuses) for state in dict.fromkeys(s.state for s in statuses)}
     lines.append(", ".join(f"{n} {state}" for state, n in counts.items()))
     left = time_left(statuses)

@@ -1,15 +1,16 @@
-"""The LightningDataModule: in-memory examples, seeded shuffling, and the VLM collator."""
+"""The LightningDataModule: in-memory examples, a seeded resumable training order, and the VLM collator."""
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping
+from typing import Any
 
 import lightning as L
-import torch
-from torch.utils.data import DataLoader, WeightedRandomSampler
+from torch.utils.data import DataLoader
 
 from vlmlab.data.collate import Example, VLMCollator
+from vlmlab.train.sampler import ResumableSampler
 
 
 def sampled(examples: list[Example], mixture: Mapping[str, float] | None) -> tuple[list[Example], list[float]]:
@@ -23,7 +24,11 @@ def sampled(examples: list[Example], mixture: Mapping[str, float] | None) -> tup
 
 
 class VLMDataModule(L.LightningDataModule):
-    """Train and validation loaders over already-processed examples (built once per sweep, shared by its runs)."""
+    """Train and validation loaders over already-processed examples (built once per sweep, shared by its runs).
+
+    Its state in a checkpoint is the training position (epoch, samples consumed), so a resumed run continues
+    the data order where it stopped instead of starting the epoch again.
+    """
 
     def __init__(
         self, train: list[Example], val: list[Example], collator: VLMCollator, batch_size: int, seed: int,
@@ -37,20 +42,13 @@ class VLMDataModule(L.LightningDataModule):
         self.val_examples = val
         self.collator = collator
         self.batch_size = batch_size
-        self.seed = seed
         self.num_workers = num_workers
+        self.sampler = ResumableSampler(len(self.train_examples), seed,
+                                        None if self.mixture is None else self.train_weights)
 
     def train_dataloader(self) -> DataLoader:
-        generator = torch.Generator().manual_seed(self.seed)  # the run's seed fixes the data order too
-        if self.mixture is None:
-            return DataLoader(
-                self.train_examples, batch_size=self.batch_size, shuffle=True, drop_last=True, generator=generator,
-                collate_fn=self.collator.train_batch, num_workers=self.num_workers,
-            )
-        sampler = WeightedRandomSampler(self.train_weights, num_samples=len(self.train_weights), replacement=True,
-                                        generator=generator)
         return DataLoader(
-            self.train_examples, batch_size=self.batch_size, sampler=sampler, drop_last=True,
+            self.train_examples, batch_size=self.batch_size, sampler=self.sampler, drop_last=True,
             collate_fn=self.collator.train_batch, num_workers=self.num_workers,
         )
 
@@ -59,3 +57,13 @@ class VLMDataModule(L.LightningDataModule):
             self.val_examples, batch_size=self.batch_size, collate_fn=self.collator.train_batch,
             num_workers=self.num_workers,
         )
+
+    def state_dict(self) -> dict[str, Any]:
+        # What the loop has trained on, not what the loader fetched: Lightning fetches a batch ahead, and
+        # workers prefetch more, so the loader's own count runs ahead of the weights.
+        trained = self.trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        return {"sampler": self.sampler.state_dict(consumed=trained * self.batch_size)}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if "sampler" in state_dict:  # checkpoints from before the resumable order restart their epoch
+            self.sampler.load_state_dict(state_dict["sampler"])

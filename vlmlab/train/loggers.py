@@ -1,4 +1,4 @@
-"""Loggers: the run's own metrics file (always) and wandb (online when logged in, else offline; never prompts)."""
+"""Loggers: wandb (online when logged in, else offline; never prompts)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from lightning.pytorch.loggers import CSVLogger, Logger
+from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 
 if TYPE_CHECKING:
@@ -99,12 +99,10 @@ def log_sweep_summary(cfg: DictConfig, axis: str, table: "pandas.DataFrame") -> 
     run.finish()
 
 
-def build_loggers(cfg: DictConfig, run_dir: Path, run_id: str) -> list[Logger]:
-    """A CSV logger writing `run_dir/metrics.csv`, plus wandb when the config asks for it."""
-    loggers: list[Logger] = [CSVLogger(save_dir=run_dir, name="", version="")]
-    if cfg.logger.get("wandb"):
-        loggers.append(_wandb_logger(cfg, run_id))
-    return loggers
+def build_loggers(cfg: DictConfig, run_id: str) -> list[Logger]:
+    """The dashboards the config asks for (wandb, or none). The run's own loss log is not one of them: it is
+    kept by the TrainingLedger inside the checkpoints, so that a resumed run has every row once."""
+    return [_wandb_logger(cfg, run_id)] if cfg.logger.get("wandb") else []
 
 
 class StageLogger(Logger):

@@ -33,7 +33,7 @@ class PeakMemory:
     kind: str | None = None
 
 
-class _Probe(ABC):
+class MemoryProbe(ABC):
     """One way of measuring a peak: started at entry, read at exit."""
 
     kind: str | None = None
@@ -43,11 +43,15 @@ class _Probe(ABC):
         """Begin measuring."""
 
     @abstractmethod
+    def peak(self) -> float | None:
+        """The peak in MB so far, without stopping."""
+
     def stop(self) -> float | None:
         """Stop measuring; the peak in MB."""
+        return self.peak()
 
 
-class _CudaAllocated(_Probe):
+class _CudaAllocated(MemoryProbe):
     """The CUDA caching allocator's peak of allocated memory."""
 
     kind = "cuda_allocated"
@@ -58,7 +62,7 @@ class _CudaAllocated(_Probe):
     def start(self) -> None:
         torch.cuda.reset_peak_memory_stats(self.device)
 
-    def stop(self) -> float | None:
+    def peak(self) -> float | None:
         return torch.cuda.max_memory_allocated(self.device) / MB
 
 
@@ -67,7 +71,7 @@ def _rss_bytes() -> int:
     return int(_STATM.read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-class _RssDelta(_Probe):
+class _RssDelta(MemoryProbe):
     """Peak RSS over the block, sampled by a daemon thread, minus the RSS at entry."""
 
     kind = "cpu_rss_delta"
@@ -86,24 +90,29 @@ class _RssDelta(_Probe):
         self._base = self._peak = _rss_bytes()
         self._thread.start()
 
+    def peak(self) -> float | None:
+        self._peak = max(self._peak, _rss_bytes())  # what is held now counts too
+        return (self._peak - self._base) / MB
+
     def stop(self) -> float | None:
         self._done.set()
         self._thread.join()
-        self._peak = max(self._peak, _rss_bytes())  # what is still held at exit counts too
-        return (self._peak - self._base) / MB
+        return self.peak()
 
 
-class _Unavailable(_Probe):
+class _Unavailable(MemoryProbe):
     """No way to measure here (a CPU without /proc): the peak is unknown."""
 
     def start(self) -> None:
         pass
 
-    def stop(self) -> float | None:
+    def peak(self) -> float | None:
         return None
 
 
-def _probe(device: torch.device, interval_s: float) -> _Probe:
+def memory_probe(device: torch.device | str = "cpu", interval_s: float = 0.02) -> MemoryProbe:
+    """A probe of the peak memory on `device`, not yet started."""
+    device = torch.device(device)
     if device.type == "cuda":
         return _CudaAllocated(device)
     return _RssDelta(interval_s) if _STATM.exists() else _Unavailable()
@@ -112,7 +121,7 @@ def _probe(device: torch.device, interval_s: float) -> _Probe:
 @contextmanager
 def track_peak_memory(device: torch.device | str = "cpu", interval_s: float = 0.02) -> Iterator[PeakMemory]:
     """Measure the block's peak memory on `device`; the yielded PeakMemory is filled in at exit."""
-    probe = _probe(torch.device(device), interval_s)
+    probe = memory_probe(device, interval_s)
     result = PeakMemory(kind=probe.kind)
     probe.start()
     try:

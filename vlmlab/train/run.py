@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import functools
-from collections import Counter
+import signal
 import time
+import warnings
+from collections import Counter
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
 import lightning as L
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 from transformers import PreTrainedTokenizerBase
 
@@ -25,8 +28,10 @@ from vlmlab.models.build import build_vlm, count_parameters, instantiate_group
 from vlmlab.models.vlm import VisionLanguageModel
 from vlmlab.train.budget import Budget
 from vlmlab.train.datamodule import VLMDataModule
+from vlmlab.train.checkpoints import ResumableCheckpoint
+from vlmlab.train.interrupt import RunInterrupted, StopRequest
+from vlmlab.train.ledger import Row, TrainingLedger, loss_log_csv
 from vlmlab.train.loggers import StageLogger, build_loggers
-from vlmlab.train.memory import track_peak_memory
 from vlmlab.train.module import VLMTrainingModule
 from vlmlab.train.sample_cost import inference_sample_flops, training_sample_cost
 from vlmlab.train.stages import Stage, adaptation_changed, resolve_stages
@@ -40,6 +45,7 @@ class RunOutcome:
     cost: dict[str, float | int]
     predictions: list[dict[str, str]]
     dataset_version: str
+    loss_log: str  # CSV: the training and validation losses, every row once, and the test scores
 
 
 # The caches below are what lets a sweep build its dataset, tokenizer and processed images once for all runs.
@@ -102,14 +108,15 @@ class _Trained:
     stages: list[Stage]
     stage_costs: list[dict]
     loggers: list
+    loss_rows: list[Row]
 
 
 def _train_stage(
     stage: Stage, model: VisionLanguageModel, spec: Suite, tokenizer: PreTrainedTokenizerBase, loggers: list,
-    offset: int, checkpoint_dir: Path, validate: bool = False,
-) -> tuple[VLMCollator, ImageProcessor, dict]:
-    """Train `model` for one stage (resuming from its last checkpoint if any); its collator, images and cost,
-    with the validation loss of the trained model when `validate`."""
+    offset: int, checkpoint_dir: Path, stop: StopRequest | None, validate: bool = False,
+) -> tuple[VLMCollator, ImageProcessor, dict, TrainingLedger]:
+    """Train `model` for one stage, resuming exactly from its last checkpoint if any; its collator, images, cost
+    and ledger (loss rows), with the validation loss of the trained model when `validate`."""
     cfg, cache_dir, batch = stage.config, str(stage.config.paths.cache_dir), stage.config.data.batch_size
     images: ImageProcessor = instantiate(cfg.data.image, _convert_="all")
     collator = VLMCollator(tokenizer, images, model.sequence_tokens, cfg.data.prompt_template,
@@ -121,23 +128,28 @@ def _train_stage(
     sample = training_sample_cost(model, collator, images, datamodule.train_examples, datamodule.train_weights, batch)
     budget = Budget.from_config(cfg.get("budget"))
     steps = budget.steps(cfg.trainer.max_steps, batch, sample)
-    checkpoints = ModelCheckpoint(
-        dirpath=checkpoint_dir, save_last=True, save_top_k=0, every_n_train_steps=cfg.checkpoint_every_n_steps
-    )
+    last = checkpoint_dir / "last.ckpt"
+    ledger = TrainingLedger(step_offset=offset, log_every_n_steps=cfg.trainer.log_every_n_steps)
+    checkpoints = ResumableCheckpoint(last, cfg.checkpoint_every_n_steps, stop)
     trainer: L.Trainer = instantiate(
         cfg.trainer, max_steps=steps, logger=[StageLogger(logger, offset, stage.name) for logger in loggers],
-        callbacks=[checkpoints], default_root_dir=checkpoint_dir.parent,
+        callbacks=[ledger, checkpoints], default_root_dir=checkpoint_dir.parent,
     )
-    last = checkpoint_dir / "last.ckpt"
-    started = time.perf_counter()
-    with track_peak_memory(trainer.strategy.root_device) as memory:
-        trainer.fit(VLMTrainingModule(model, cfg.optim, steps), datamodule, ckpt_path=last if last.exists() else None)
-    seconds = time.perf_counter() - started
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        with stop.deferred() if stop is not None else nullcontext(), warnings.catch_warnings():
+            # Lightning looks for the data position in the DataLoader; VLMDataModule keeps it instead.
+            warnings.filterwarnings("ignore", message=".*your dataloader is not resumable.*")
+            trainer.fit(VLMTrainingModule(model, cfg.optim, steps), datamodule,
+                        ckpt_path=last if last.exists() else None)
+    except SIGTERMException:  # Lightning's own SIGTERM exit at an epoch end, between two of our checks
+        raise RunInterrupted(signal.SIGTERM) from None
     samples = trainer.global_step * batch
     measured = {}
     if validate:  # the same validation batches for every trial: a fair, cheap ranking of learning rates
         module = trainer.lightning_module
         measured["val_loss"] = float(trainer.validate(module, datamodule, verbose=False)[0]["val/loss"])
+    seconds = ledger.seconds
     return collator, images, measured | count_parameters(model) | {
         "stage": stage.name,
         "budget": budget.record(steps),
@@ -150,9 +162,9 @@ def _train_stage(
         "train_flops": round(sample.flops * samples),
         "train_tokens": round(sample.tokens * samples),
         "train_images": samples,
-        "peak_memory_mb": None if memory.mb is None else round(memory.mb, 1),
-        "peak_memory_kind": memory.kind,
-    }
+        "peak_memory_mb": None if ledger.peak_mb is None else round(ledger.peak_mb, 1),
+        "peak_memory_kind": ledger.peak_kind,
+    }, ledger
 
 
 def _compute_cost(stage_costs: list[dict]) -> dict:
@@ -176,7 +188,7 @@ def _adapt_for_stage(model: VisionLanguageModel, before: Stage, stage: Stage) ->
             setattr(owner, module_attr[1], adaptation.apply(getattr(owner, module_attr[1])))
 
 
-def _train(cfg: DictConfig, run_dir: Path, run_id: str, validate: bool = False) -> _Trained:
+def _train(cfg: DictConfig, run_dir: Path, run_id: str, stop: StopRequest | None, validate: bool = False) -> _Trained:
     """Train the configured VLM stage by stage, resuming from the last checkpoints (and validate the last stage)."""
     stages = resolve_stages(cfg)
     first = stages[0].config
@@ -187,8 +199,9 @@ def _train(cfg: DictConfig, run_dir: Path, run_id: str, validate: bool = False) 
 
     L.seed_everything(cfg.seed, workers=True, verbose=False)  # before building: the seed fixes the initial weights
     model = build_vlm(first.model, len(tokenizer), tokenizer.convert_tokens_to_ids(IMAGE_TOKEN), tower_size)
-    loggers = build_loggers(cfg, run_dir, run_id)
+    loggers = build_loggers(cfg, run_id)
     stage_costs: list[dict] = []
+    loss_rows: list[Row] = []
     for index, stage in enumerate(stages):
         if index:
             _adapt_for_stage(model, stages[index - 1], stage)
@@ -196,15 +209,17 @@ def _train(cfg: DictConfig, run_dir: Path, run_id: str, validate: bool = False) 
         checkpoint_dir = run_dir / ("checkpoints" if len(stages) == 1 else f"stage{index}-{stage.name}")
         offset = sum(c["train_steps"] for c in stage_costs)
         at_end = validate and index == len(stages) - 1
-        collator, images, stage_cost = _train_stage(stage, model, spec, tokenizer, loggers, offset, checkpoint_dir,
-                                                    at_end)
+        collator, images, stage_cost, ledger = _train_stage(stage, model, spec, tokenizer, loggers, offset,
+                                                            checkpoint_dir, stop, at_end)
         stage_costs.append(stage_cost)
-    return _Trained(model, spec, collator, images, stages, stage_costs, loggers)
+        loss_rows.extend(ledger.rows)
+    return _Trained(model, spec, collator, images, stages, stage_costs, loggers, loss_rows)
 
 
-def train_and_validate(cfg: DictConfig, run_dir: Path, run_id: str) -> ValidationOutcome:
+def train_and_validate(cfg: DictConfig, run_dir: Path, run_id: str,
+                       stop: StopRequest | None = None) -> ValidationOutcome:
     """Train the configured VLM (resuming from the last checkpoints) and measure its validation loss; no test set."""
-    trained = _train(cfg, run_dir, run_id, validate=True)
+    trained = _train(cfg, run_dir, run_id, stop, validate=True)
     for logger in trained.loggers:
         logger.finalize("success")
     costs = trained.stage_costs
@@ -214,9 +229,9 @@ def train_and_validate(cfg: DictConfig, run_dir: Path, run_id: str) -> Validatio
     })
 
 
-def train_and_evaluate(cfg: DictConfig, run_dir: Path, run_id: str) -> RunOutcome:
-    """Train the configured VLM stage by stage (resuming from the last checkpoints), then evaluate it."""
-    trained = _train(cfg, run_dir, run_id)
+def train_and_evaluate(cfg: DictConfig, run_dir: Path, run_id: str, stop: StopRequest | None = None) -> RunOutcome:
+    """Train the configured VLM stage by stage (resuming exactly from the last checkpoints), then evaluate it."""
+    trained = _train(cfg, run_dir, run_id, stop)
     model, spec, collator, images = trained.model, trained.spec, trained.collator, trained.images
     stages, stage_costs, loggers = trained.stages, trained.stage_costs, trained.loggers
     cache_dir = str(cfg.paths.cache_dir)
@@ -230,8 +245,9 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, run_id: str) -> RunOutcom
     result = evaluate(model, collator, test, cfg.eval.batch_size, cfg.eval.max_new_tokens, spec.task_metrics())
     eval_seconds = time.perf_counter() - started
     steps = sum(c["train_steps"] for c in stage_costs)
+    test_row = {f"test/{task}": score for task, score in result.scores.items()}
     for logger in loggers:
-        logger.log_metrics({f"test/{task}": score for task, score in result.scores.items()}, step=steps)
+        logger.log_metrics(test_row, step=steps)
         logger.finalize("success")
 
     train_seconds = sum(c["train_seconds"] for c in stage_costs)
@@ -254,4 +270,5 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, run_id: str) -> RunOutcom
     }
     if len(stages) > 1:
         cost["stages"] = stage_costs
-    return RunOutcome(metrics=result.scores, cost=cost, predictions=result.predictions, dataset_version=spec.version)
+    return RunOutcome(metrics=result.scores, cost=cost, predictions=result.predictions, dataset_version=spec.version,
+                      loss_log=loss_log_csv([*trained.loss_rows, {"step": steps, **test_row}]))

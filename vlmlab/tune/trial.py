@@ -1,8 +1,9 @@
 """One tuning trial: compose the arm's short-run config with the trial's values, train it, tell Optuna the loss.
 
 A trial that diverges is told PRUNED (its values are bad: a result, counted), one that crashes is told FAIL
-(no result: retried on the next `vlmlab tune`); neither stops the search. An interrupt is not caught: the
-trial stays RUNNING in the journal and `study.recover` repeats it, resuming from its checkpoint.
+(no result: retried on the next `vlmlab tune`); neither stops the search. An interrupt (SIGTERM, SIGINT) saves a
+checkpoint and is not caught: the trial stays RUNNING in the journal and `study.recover` repeats it, resuming
+from its checkpoint.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from optuna.trial import TrialState
 from vlmlab.errors import DivergedError
 from vlmlab.sweep.identity import run_id
 from vlmlab.sweep.plan import Compose
+from vlmlab.train.interrupt import stop_on_signals
 from vlmlab.tune.best import param_overrides
 
 
@@ -48,7 +50,8 @@ def run_trial(
         rid = run_id(cfg)
         trial.set_user_attr("run_id", rid)
         run_dir = output_dir / rid  # checkpoints: a repeated interrupted trial resumes from them
-        loss = run_module.train_and_validate(cfg, run_dir, rid).val_loss
+        with stop_on_signals() as stop:  # SIGTERM/SIGINT: a checkpoint, then RunInterrupted (not caught below)
+            loss = run_module.train_and_validate(cfg, run_dir, rid, stop=stop).val_loss
         if not math.isfinite(loss):
             raise DivergedError(f"validation loss is {loss}")
     except DivergedError as err:
@@ -61,7 +64,7 @@ def run_trial(
     finally:
         finish_wandb()
     study.tell(trial, value, state=state)
-    if run_dir is not None:  # the trial is over: its checkpoints would only fill the disk (metrics.csv stays)
+    if run_dir is not None:  # the trial is over: its checkpoints would only fill the disk
         for checkpoint in run_dir.rglob("*.ckpt"):
             checkpoint.unlink()
     return TrialOutcome(trial.number, params, state, value, time.perf_counter() - started, note)
