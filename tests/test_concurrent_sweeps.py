@@ -47,7 +47,8 @@ sys.exit(main(["sweep", "toy", *sys.argv[2:]]))
 
 
 def start_sweep(root: Path, cache_dir: Path) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
+    # One thread each: two sweeps on two cores, neither spinning on a core the other one needs.
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
     return subprocess.Popen([sys.executable, str(root / "child.py"), str(root / "trainings.txt"),
                              f"paths.cache_dir={cache_dir}"], cwd=root, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
