@@ -200,3 +200,21 @@ def test_an_unreachable_wandb_server_means_offline_not_a_failed_sweep(workspace,
     assert len(offline) == 2, "the run and the sweep's summary, both kept offline for `make sync`"
     summary = [run for run in offline if b"toy/table" in next(run.glob("run-*.wandb")).read_bytes()]
     assert len(summary) == 1
+
+
+def test_a_newer_record_is_left_alone_and_an_altered_one_trained_again(workspace, cache_dir, counted_training, capsys):
+    (workspace / "ablations" / "toy.yaml").write_text(TOY.replace(
+        "  pixel_shuffle: [model/connector=pixel_shuffle]\n", "").replace(
+        '  broken: ["optim.betas=[2.0,0.9]"]   # passes planning, fails when the optimizer is built\n', ""))
+    assert sweep(cache_dir) == 0
+    found = records(workspace)
+    newer, altered = found[("mlp", 0)]["_path"], found[("mlp", 1)]["_path"]
+    newer.write_text(newer.read_text().replace('"schema_version": 1', '"schema_version": 99'))
+    altered.write_text(altered.read_text().replace('"seed": 1', '"seed": 7'))  # the table cannot use it
+    counted_training.clear()
+    capsys.readouterr()
+    assert sweep(cache_dir) == 1, "the newer record is not this vlmlab's to count as done"
+    said = "".join(capsys.readouterr())
+    assert counted_training == [("mlp", 1)], "the altered record is trained again (from its final checkpoint)"
+    assert '"schema_version": 99' in newer.read_text() and "written by a newer vlmlab" in said
+    assert json.loads(altered.read_text())["seed"] == 1
