@@ -22,7 +22,7 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.callbacks import Callback
 
-from vlmlab.train.memory import memory_probe
+from vlmlab.train.memory import MemoryProbe, memory_probe
 
 Row = dict[str, float | int]
 
@@ -39,7 +39,7 @@ class TrainingLedger(Callback):
         self.peak_kind: str | None = None
         self._segment_started: float | None = None
         self._segment_first_step = 0
-        self._probe = None
+        self._probe: MemoryProbe | None = None
 
     @property
     def state_key(self) -> str:
@@ -55,7 +55,14 @@ class TrainingLedger(Callback):
         self._segment_started = time.perf_counter()
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        if stage == "fit" and self._probe is not None:
+        if stage == "fit":
+            self._stop_probe()
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        self._stop_probe()  # a failed run's sweep goes on: its sampling thread must not
+
+    def _stop_probe(self) -> None:
+        if self._probe is not None:
             self._probe.stop()
             self._probe = None
 
@@ -65,9 +72,8 @@ class TrainingLedger(Callback):
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.global_step > self._segment_first_step:
             self.seconds, self.peak_mb = self._totals()
-        elif self._probe is not None:  # a resume from the final checkpoint: loading weights is not training
-            self._probe.stop()
-            self._probe = None
+        else:  # a resume from the final checkpoint: loading weights is not training
+            self._stop_probe()
         self._segment_started = None
 
     def _totals(self) -> tuple[float, float | None]:

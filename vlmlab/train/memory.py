@@ -34,7 +34,7 @@ class PeakMemory:
 
 
 class MemoryProbe(ABC):
-    """One way of measuring a peak: started at entry, read at exit."""
+    """One way of measuring a peak: started, read at any time (`peak`), stopped (`stop`)."""
 
     kind: str | None = None
 
