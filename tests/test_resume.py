@@ -61,20 +61,23 @@ def outputs(root: Path) -> dict:
             "predictions": path.with_suffix(".predictions.jsonl").read_text(), "path": path}
 
 
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory, cache_dir) -> dict:
-    """The uninterrupted run."""
-    root = tmp_path_factory.mktemp("reference")
+def uninterrupted(root: Path, cache_dir: Path, *extra: str) -> dict:
     assert main(["train", f"paths.cache_dir={cache_dir}", f"paths.results_dir={root / 'results'}",
-                 f"paths.output_dir={root / 'outputs'}", *RUN]) == 0
+                 f"paths.output_dir={root / 'outputs'}", *RUN, *extra]) == 0
     return outputs(root)
 
 
-def interrupt(where: str, step: int, sig: str, cache_dir: Path, root: Path) -> subprocess.CompletedProcess:
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, cache_dir) -> dict:
+    """The uninterrupted run."""
+    return uninterrupted(tmp_path_factory.mktemp("reference"), cache_dir)
+
+
+def interrupt(where: str, step: int, sig: str, cache_dir: Path, root: Path, *extra: str) -> subprocess.CompletedProcess:
     script = root / "child.py"
     script.write_text(CHILD)
-    return subprocess.run([sys.executable, str(script), where, str(step), sig, f"paths.cache_dir={cache_dir}", *RUN],
-                          cwd=root, capture_output=True, text=True, timeout=300, env=_env())
+    return subprocess.run([sys.executable, str(script), where, str(step), sig, f"paths.cache_dir={cache_dir}", *RUN,
+                           *extra], cwd=root, capture_output=True, text=True, timeout=300, env=_env())
 
 
 def _env() -> dict:
@@ -83,8 +86,8 @@ def _env() -> dict:
     return {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
 
 
-def resume(cache_dir: Path) -> int:
-    return main(["train", f"paths.cache_dir={cache_dir}", *RUN])
+def resume(cache_dir: Path, *extra: str) -> int:
+    return main(["train", f"paths.cache_dir={cache_dir}", *RUN, *extra])
 
 
 def checkpoint_state(root: Path) -> dict:
@@ -92,14 +95,14 @@ def checkpoint_state(root: Path) -> dict:
     return torch.load(path, weights_only=False)
 
 
-def assert_same_run(resumed: dict, reference: dict) -> None:
+def assert_same_run(resumed: dict, reference: dict, steps: int = STEPS) -> None:
     assert resumed["log"] == reference["log"], "every loss row once, with the same values"
     assert resumed["predictions"] == reference["predictions"]
     got, want = resumed["record"], reference["record"]
     assert got["run_id"] == want["run_id"] and got["status"] == "done"
     assert got["metrics"].keys() == want["metrics"].keys()
     assert all(abs(got["metrics"][k] - want["metrics"][k]) <= 1e-6 for k in want["metrics"])
-    assert got["cost"]["train_steps"] == STEPS and got["cost"]["train_images"] == want["cost"]["train_images"]
+    assert got["cost"]["train_steps"] == steps and got["cost"]["train_images"] == want["cost"]["train_images"]
 
 
 def test_sigkill_at_a_random_step_after_a_checkpoint(checkout, cache_dir, reference):
@@ -145,3 +148,14 @@ def test_a_finished_run_trained_again_keeps_its_cost_and_loss_log(checkout, cach
     assert again["log"] == first["log"] and again["predictions"] == first["predictions"]
     for key in ("train_seconds", "train_samples_per_second", "peak_memory_mb", "train_steps", "train_flops"):
         assert again["record"]["cost"][key] == first["record"]["cost"][key], key
+
+
+def test_sigkill_in_the_first_of_two_stages(checkout, cache_dir, tmp_path_factory):
+    """The second stage injects LoRA adapters, initialised from the global random stream: a resume must leave that
+    stream where an uninterrupted run has it (no loader may draw from it), or the adapters start elsewhere."""
+    two = ("+schedule=two_stage", "stages.0.max_steps=10", "stages.1.max_steps=10")
+    reference = uninterrupted(tmp_path_factory.mktemp("two_stage"), cache_dir, *two)
+    child = interrupt("training", 7, "SIGKILL", cache_dir, checkout, *two)
+    assert child.returncode == -signal.SIGKILL, child.stderr[-2000:]
+    assert resume(cache_dir, *two) == 0
+    assert_same_run(outputs(checkout), reference, steps=20)

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import lightning as L
+import torch
 from torch.utils.data import DataLoader
 
 from vlmlab.data.collate import Example, VLMCollator
@@ -46,16 +47,20 @@ class VLMDataModule(L.LightningDataModule):
         self.sampler = ResumableSampler(len(self.train_examples), seed,
                                         None if self.mixture is None else self.train_weights)
 
+    # Each loader draws its iterators' base seed (the workers' seeds) from a generator of its own: drawn from
+    # the global one, a resume (which starts an iterator mid-epoch) would shift the global stream that dropout
+    # and the adapters a later stage injects draw from.
     def train_dataloader(self) -> DataLoader:
         return DataLoader(
             self.train_examples, batch_size=self.batch_size, sampler=self.sampler, drop_last=True,
             collate_fn=self.collator.train_batch, num_workers=self.num_workers,
+            generator=torch.Generator().manual_seed(self.sampler.seed),
         )
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(
             self.val_examples, batch_size=self.batch_size, collate_fn=self.collator.train_batch,
-            num_workers=self.num_workers,
+            num_workers=self.num_workers, generator=torch.Generator().manual_seed(0),
         )
 
     def state_dict(self) -> dict[str, Any]:
