@@ -107,7 +107,7 @@ def is_done(results_dir: StrPath, axis: str, arm: str, run_id: str, seed: int | 
     """Whether the run has a record that says "done" and that load_axis would use for it (`seed` None: any seed)."""
     try:
         path = record_path(results_dir, axis, arm, run_id)
-        if seed is None:  # a caller that does not know the seed (vlmlab/sweep/job.py): take the record's own
+        if seed is None:  # a caller that does not know the seed: take the record's own
             seed = read_record(path)["seed"]
     except (OSError, RecordError):
         return False

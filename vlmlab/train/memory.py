@@ -1,9 +1,10 @@
-"""Peak memory of a block of work (one run's training), measured the way the device allows.
+"""Peak memory of a stretch of work (one run's training), measured the way the device allows; the
+TrainingLedger starts a probe when a fit starts and reads it into every checkpoint.
 
-On CUDA: the allocator's peak of memory held by tensors during the block (`cuda_allocated`), weights and
-optimizer state included, reset at entry. On the CPU there is no allocator peak to reset, so a background
-thread samples the process's resident set size from /proc/self/statm every 20 ms and the block reports the
-peak minus the RSS at entry (`cpu_rss_delta`): what training added on top of what the process already held.
+On CUDA: the allocator's peak of memory held by tensors since the start (`cuda_allocated`), weights and
+optimizer state included, reset at the start. On the CPU there is no allocator peak to reset, so a background
+thread samples the process's resident set size from /proc/self/statm every 20 ms and the probe reports the
+peak minus the RSS at its start (`cpu_rss_delta`): what training added on top of what the process already held.
 It is an indicator, not an exact figure: the allocator may keep freed memory, so a second run in the same
 process can show less, and a spike shorter than the sampling interval can be missed. Reading one small file
 50 times a second costs nothing measurable next to a training step.
@@ -14,23 +15,12 @@ from __future__ import annotations
 import os
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 MB = 2**20
 _STATM = Path("/proc/self/statm")
-
-
-@dataclass
-class PeakMemory:
-    """What a `track_peak_memory` block measured: the peak in MB (None where unmeasurable) and what it means."""
-
-    mb: float | None = None
-    kind: str | None = None
 
 
 class MemoryProbe(ABC):
@@ -116,15 +106,3 @@ def memory_probe(device: torch.device | str = "cpu", interval_s: float = 0.02) -
     if device.type == "cuda":
         return _CudaAllocated(device)
     return _RssDelta(interval_s) if _STATM.exists() else _Unavailable()
-
-
-@contextmanager
-def track_peak_memory(device: torch.device | str = "cpu", interval_s: float = 0.02) -> Iterator[PeakMemory]:
-    """Measure the block's peak memory on `device`; the yielded PeakMemory is filled in at exit."""
-    probe = memory_probe(device, interval_s)
-    result = PeakMemory(kind=probe.kind)
-    probe.start()
-    try:
-        yield result
-    finally:
-        result.mb = probe.stop()
