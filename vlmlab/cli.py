@@ -50,10 +50,12 @@ class TrainChecks(Callback):
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         from vlmlab.errors import ConfigError
         from vlmlab.sweep.plan import check_config
+        from vlmlab.train.parallel import check_devices
 
         task = OmegaConf.masked_copy(config, [key for key in config if key != "hydra"])  # what the job receives
         try:
             check_config(task)
+            check_devices(task)  # a single run trains here
         except ConfigError as err:
             print(f"vlmlab train: {err}", file=sys.stderr)
             raise SystemExit(2) from None  # an Exception would be swallowed by Hydra's callback runner

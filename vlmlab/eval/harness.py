@@ -8,6 +8,7 @@ import random
 from dataclasses import dataclass, replace
 
 import torch
+from lightning.fabric.utilities.apply_func import move_data_to_device
 
 from vlmlab.data.collate import Example, VLMCollator
 from vlmlab.eval.metrics import cider_d, metric
@@ -91,13 +92,14 @@ def evaluate(
     stops = ("\n", *sorted(collator.turn_prefixes()))
     was_training = model.training
     model.eval()
+    device = next(model.parameters()).device  # batches go where the model is (a GPU after GPU training)
     tokenizer = collator.tokenizer
     by_task: dict[str, tuple[list[str], list[tuple[str, ...]]]] = defaultdict(lambda: ([], []))
     predictions, lengths = [], []
     for start in range(0, len(examples), batch_size):
         chunk = examples[start : start + batch_size]
         new_tokens = model.generate(
-            **collator.generation_batch(chunk), max_new_tokens=max_new_tokens,
+            **move_data_to_device(collator.generation_batch(chunk), device), max_new_tokens=max_new_tokens,
             eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
         )
         lengths += generated_lengths(new_tokens, tokenizer.eos_token_id)

@@ -8,11 +8,13 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-# Where outputs go, how they are logged and labelled, and loader parallelism do not change what a run learns.
+# Where outputs go, how they are logged and labelled, and how the work is spread and sped up do not change
+# what a run learns. The global batch (data.batch_size) is science; how many devices, nodes and micro-batches
+# make it up is not (vlmlab.train.parallel), so the same run on one GPU or eight has one identity.
 NON_SCIENCE_KEYS = (
-    "hydra", "paths", "logger", "ablation", "checkpoint_every_n_steps",
-    "data.num_workers", "trainer.devices", "trainer.log_every_n_steps",
-    "trainer.enable_progress_bar", "trainer.enable_model_summary",
+    "hydra", "paths", "logger", "ablation", "checkpoint", "checkpoint_every_n_steps", "performance",
+    "data.num_workers", "trainer.devices", "trainer.num_nodes", "trainer.strategy", "trainer.sync_batchnorm",
+    "trainer.log_every_n_steps", "trainer.enable_progress_bar", "trainer.enable_model_summary",
 )
 
 

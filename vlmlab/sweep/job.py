@@ -28,6 +28,8 @@ from vlmlab.results.records import (
 from vlmlab.sweep.identity import run_id
 from vlmlab.sweep.lock import RunLock, lock_path
 from vlmlab.sweep.provenance import provenance
+from vlmlab.sweep.ranks import LOCK_HELD, processes_to_start, start_ranks
+from vlmlab.train.checkpoints import remove_checkpoints
 from vlmlab.train.interrupt import RunInterrupted, stop_on_signals
 
 log = logging.getLogger(__name__)
@@ -61,8 +63,9 @@ def run_job(cfg: DictConfig) -> str:
     run_dir = Path(cfg.paths.output_dir) / "runs" / axis / rid  # checkpoints and logs: not committed
     run_dir.mkdir(parents=True, exist_ok=True)
     lock = RunLock(lock_path(run_dir))
-    # The ranks of one multi-process run are one trainer: the lock is rank 0's; the others train beside it.
-    if _global_rank() == 0 and (holder := lock.acquire()) is not None:
+    # The ranks of one multi-process run are one trainer: the lock is rank 0's (or that of the process that
+    # started them); the others train beside it.
+    if _global_rank() == 0 and LOCK_HELD not in os.environ and (holder := lock.acquire()) is not None:
         log.warning("%s: being trained by %s; skipped", label, holder.describe())
         return "running"
     try:
@@ -70,18 +73,45 @@ def run_job(cfg: DictConfig) -> str:
             log.info("%s: done already, skipped", label)
             return "skipped"
         log.info("%s: training, %s", label, _progress(results, axis))
+        if (count := processes_to_start(cfg)) > 0:
+            return _train_in_processes(cfg, count, rid, run_dir, lock, label)
         return _train_and_record(cfg, rid, run_dir, lock, label)
     finally:
         lock.release()
 
 
-def _train_and_record(cfg: DictConfig, rid: str, run_dir: Path, lock: RunLock, label: str) -> str:
-    """Train and evaluate under signal handling, then write the record and what goes beside it."""
-    quiet_libraries()
-    record: dict[str, Any] = {
+def _train_in_processes(cfg: DictConfig, count: int, rid: str, run_dir: Path, lock: RunLock, label: str) -> str:
+    """Train the run in `count` processes of this node (vlmlab.sweep.ranks); rank 0 writes the record. A run
+    whose ranks died without one gets a `failed` record here, so the sweep sees it and goes on."""
+    from vlmlab.train.run import prepare_data
+
+    prepare_data(cfg)  # built once here: the ranks would otherwise all build the same caches at once
+    exits = start_ranks(cfg, count, run_dir)
+    if exits.interrupted_by is not None:
+        raise RunInterrupted(exits.interrupted_by)
+    path = record_path(Path(cfg.paths.results_dir), cfg.ablation.name, cfg.ablation.arm, rid)
+    if exits.ok and path.exists():
+        return json.loads(path.read_text())["status"]
+    error = {"type": "RankFailure", "message": f"the run's {count} processes did not finish: {exits.describe()}",
+             "traceback": None}
+    log.error("%s failed: %s", label, error["message"])
+    record = _new_record(cfg, rid) | {"status": "failed", "error": error}
+    return _write_outputs(cfg, record, {}, None, lock, run_dir, label)
+
+
+def _new_record(cfg: DictConfig, rid: str) -> dict[str, Any]:
+    """A record of the run with nothing measured yet."""
+    return {
         "schema_version": SCHEMA_VERSION, "run_id": rid, "ablation": {"name": cfg.ablation.name, "arm": cfg.ablation.arm},
         "seed": cfg.seed, "config": portable_config(cfg), "metrics": {}, "cost": {}, "error": None,
     }
+
+
+def _train_and_record(cfg: DictConfig, rid: str, run_dir: Path, lock: RunLock, label: str) -> str:
+    """Train and evaluate under signal handling, then write the record and what goes beside it."""
+    quiet_libraries()
+    record = _new_record(cfg, rid)
+    reporting = _global_rank() == 0  # of a run's processes, rank 0 alone writes what the run produced
     outputs: dict[str, str] = {}  # suffix -> text, written beside the record
     dataset_version = None
     with stop_on_signals() as stop:
@@ -89,6 +119,8 @@ def _train_and_record(cfg: DictConfig, rid: str, run_dir: Path, lock: RunLock, l
             from vlmlab.train.run import train_and_evaluate  # the heavy imports happen once, inside the first job
 
             outcome = train_and_evaluate(cfg, run_dir, rid, stop=stop)
+            if outcome is None or not reporting:  # another rank evaluates and reports
+                return "done"
             record.update(status="done", metrics=outcome.metrics, cost=outcome.cost)
             dataset_version = outcome.dataset_version
             outputs[".metrics.csv"] = outcome.loss_log  # the loss curve: tables and plots need only results/
@@ -99,6 +131,8 @@ def _train_and_record(cfg: DictConfig, rid: str, run_dir: Path, lock: RunLock, l
             raise
         except Exception as err:  # a failing arm gets its record and the sweep moves on
             log.error("%s failed: %s: %s", label, type(err).__name__, err)
+            if not reporting:  # rank 0 fails with it (a collective never completes) and reports the run
+                return "failed"
             record.update(status="diverged" if isinstance(err, DivergedError) else "failed", error={
                 "type": type(err).__name__, "message": portable_text(str(err)),
                 "traceback": portable_text(traceback.format_exc()),
@@ -106,7 +140,11 @@ def _train_and_record(cfg: DictConfig, rid: str, run_dir: Path, lock: RunLock, l
         finally:
             finish_wandb()
         with stop.deferred():  # a signal now waits until the record and its files are whole
-            return _write_outputs(cfg, record, outputs, dataset_version, lock, run_dir, label)
+            status = _write_outputs(cfg, record, outputs, dataset_version, lock, run_dir, label)
+    if status == "done" and not (cfg.get("checkpoint") or {}).get("keep", False):
+        freed = remove_checkpoints(run_dir)  # its record says done: nothing will resume from them
+        log.info("%s: checkpoints removed (%.1f MB); checkpoint.keep=true keeps them", label, freed / 2**20)
+    return status
 
 
 def _write_outputs(cfg: DictConfig, record: dict[str, Any], outputs: dict[str, str], dataset_version: str | None,

@@ -16,6 +16,7 @@ from omegaconf.errors import OmegaConfBaseException
 from vlmlab.errors import ConfigError
 from vlmlab.models.build import check_model_config, instantiate_group
 from vlmlab.train.budget import Budget
+from vlmlab.train.parallel import check_layout
 from vlmlab.train.stages import resolve_stages
 from vlmlab.sweep.ablation import NAME, AblationError, AblationSpec, PlannedRun
 from vlmlab.sweep.identity import run_id
@@ -122,6 +123,7 @@ def _check_numbers(cfg: DictConfig) -> None:
 def _check_stage(cfg: DictConfig) -> None:
     """Refuse values that cannot work in one stage's config, naming the key (the model is built on meta)."""
     _check_numbers(cfg)
+    check_layout(cfg)  # the global batch splits over the processes
     Budget.from_config(cfg.get("budget"))  # an unknown unit or a non-positive value, before anything trains
     suite = instantiate_group("data.suite", cfg.data.suite)
     known = suite.task_metrics()

@@ -7,13 +7,18 @@ validation (a checkpoint taken before it would make the resumed run skip that va
 It holds the weights, optimizer, schedule, loop counters, the data position (VLMDataModule), the ledger and
 the random number generators, so a resumed run draws what the uninterrupted one drew. The file is written
 beside its final name and renamed over it, so a kill during a save leaves the previous checkpoint intact.
+Under FSDP's sharded checkpoints it is a directory (one file per rank), swapped in the same way.
+With gradient accumulation a save only happens on the micro-batch that completed an optimizer step. The time
+spent saving and the size of the last checkpoint are kept for the run's cost.
 """
 
 from __future__ import annotations
 
 import os
 import random
+import shutil
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -66,15 +71,22 @@ class ResumableCheckpoint(Checkpoint):
         self.stop = stop
         self._pending = False  # a save due at this step, waiting for the step's validation to finish
         self._first_step = 0
+        self._last_step = -1  # the optimizer step seen at the previous batch end: a micro-batch does not step
+        self.seconds = 0.0  # spent saving, this run's segments together (restored from the checkpoint)
+        self.saves = 0
+        self.bytes = 0  # size of the last checkpoint written
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._first_step = trainer.global_step
+        self._first_step = self._last_step = trainer.global_step
         self._pending = False
         if self.stop is not None:
             self.stop.reclaim()
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
+        stepped, self._last_step = trainer.global_step != self._last_step, trainer.global_step
+        if not stepped:  # mid-accumulation: the gradients of this step are not in any state a save can hold
+            return
         stopping = self._stop_requested(trainer)
         if not stopping and trainer.global_step % self.every_n_steps:
             return
@@ -110,16 +122,51 @@ class ResumableCheckpoint(Checkpoint):
         raise RunInterrupted(signum, saved_at_step=trainer.global_step)
 
     def _save(self, trainer: L.Trainer) -> None:
+        started = time.perf_counter()
         partial = self.path.with_name(f".{self.path.name}.partial")
-        trainer.save_checkpoint(partial, weights_only=False)  # every rank takes part; rank 0 writes
+        self.saves += 1  # counted before the save, so the checkpoint holds itself
+        trainer.save_checkpoint(partial, weights_only=False)  # every rank takes part; rank 0 writes (all, sharded)
+        trainer.strategy.barrier("ResumableCheckpoint.written")
         if trainer.is_global_zero:
-            with open(partial, "rb") as handle:
-                os.fsync(handle.fileno())
-            os.replace(partial, self.path)
+            self.bytes = _swap_in(partial, self.path)
         trainer.strategy.barrier("ResumableCheckpoint.save")
+        self.seconds += time.perf_counter() - started
 
     def state_dict(self) -> dict[str, Any]:
-        return {"rng": rng_state()}
+        return {"rng": rng_state(), "seconds": self.seconds, "saves": self.saves, "bytes": self.bytes}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         set_rng_state(state_dict["rng"])
+        self.seconds = float(state_dict.get("seconds", 0.0))  # absent in checkpoints of older versions
+        self.saves = int(state_dict.get("saves", 0))
+        self.bytes = int(state_dict.get("bytes", 0))
+
+
+def _swap_in(partial: Path, path: Path) -> int:
+    """Make the written checkpoint `partial` (a file, or a directory of shards) the one at `path`; its bytes."""
+    files = [partial] if partial.is_file() else [f for f in partial.rglob("*") if f.is_file()]
+    for file in files:
+        with open(file, "rb") as handle:
+            os.fsync(handle.fileno())
+    if partial.is_dir() and path.exists():  # a directory cannot be renamed over a non-empty one
+        old = path.with_name(f".{path.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(path, old)
+        os.replace(partial, path)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(partial, path)
+    return sum(file.stat().st_size for file in ([path] if path.is_file() else path.rglob("*")) if file.is_file())
+
+
+def remove_checkpoints(run_dir: Path) -> int:
+    """Delete every checkpoint under `run_dir` (a done run resumes no more); the bytes freed."""
+    freed = 0
+    for found in sorted(Path(run_dir).rglob("*.ckpt*"), reverse=True):  # last.ckpt, .last.ckpt.partial, .old
+        if found.is_dir():
+            freed += sum(f.stat().st_size for f in found.rglob("*") if f.is_file())
+            shutil.rmtree(found, ignore_errors=True)
+        elif found.exists():
+            freed += found.stat().st_size
+            found.unlink(missing_ok=True)
+    return freed

@@ -28,12 +28,14 @@ class VLMDataModule(L.LightningDataModule):
     """Train and validation loaders over already-processed examples (built once per sweep, shared by its runs).
 
     Its state in a checkpoint is the training position (epoch, samples consumed), so a resumed run continues
-    the data order where it stopped instead of starting the epoch again.
+    the data order where it stopped instead of starting the epoch again. `batch_size` is what one process runs
+    at once (the micro-batch); under several processes each takes its share of one order (ResumableSampler).
     """
 
     def __init__(
         self, train: list[Example], val: list[Example], collator: VLMCollator, batch_size: int, seed: int,
-        num_workers: int = 0, mixture: Mapping[str, float] | None = None,
+        num_workers: int = 0, mixture: Mapping[str, float] | None = None, pin_memory: bool = False,
+        prefetch_factor: int | None = None,
     ) -> None:
         super().__init__()
         if batch_size <= 0:
@@ -44,8 +46,18 @@ class VLMDataModule(L.LightningDataModule):
         self.collator = collator
         self.batch_size = batch_size
         self.num_workers = num_workers
+        self.pin_memory = pin_memory  # page-locked batches: the copy to a GPU overlaps the step
+        self.prefetch_factor = prefetch_factor if num_workers else None  # torch refuses it without workers
         self.sampler = ResumableSampler(len(self.train_examples), seed,
-                                        None if self.mixture is None else self.train_weights)
+                                        None if self.mixture is None else self.train_weights, chunk=batch_size)
+
+    def setup(self, stage: str) -> None:
+        if self.trainer is not None:  # the processes of one run share its order, each its own chunks
+            self.sampler.shard(self.trainer.global_rank, self.trainer.world_size)
+
+    def _loader_options(self) -> dict[str, Any]:
+        return {"num_workers": self.num_workers, "pin_memory": self.pin_memory,
+                "prefetch_factor": self.prefetch_factor, "persistent_workers": self.num_workers > 0}
 
     # Each loader draws its iterators' base seed (the workers' seeds) from a generator of its own: drawn from
     # the global one, a resume (which starts an iterator mid-epoch) would shift the global stream that dropout
@@ -53,21 +65,21 @@ class VLMDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         return DataLoader(
             self.train_examples, batch_size=self.batch_size, sampler=self.sampler, drop_last=True,
-            collate_fn=self.collator.train_batch, num_workers=self.num_workers,
-            generator=torch.Generator().manual_seed(self.sampler.seed),
+            collate_fn=self.collator.train_batch, generator=torch.Generator().manual_seed(self.sampler.seed),
+            **self._loader_options(),
         )
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(
             self.val_examples, batch_size=self.batch_size, collate_fn=self.collator.train_batch,
-            num_workers=self.num_workers, generator=torch.Generator().manual_seed(0),
+            generator=torch.Generator().manual_seed(0), **self._loader_options(),
         )
 
     def state_dict(self) -> dict[str, Any]:
         # What the loop has trained on, not what the loader fetched: Lightning fetches a batch ahead, and
         # workers prefetch more, so the loader's own count runs ahead of the weights.
         trained = self.trainer.fit_loop.epoch_loop.batch_progress.current.processed
-        return {"sampler": self.sampler.state_dict(consumed=trained * self.batch_size)}
+        return {"sampler": self.sampler.state_dict(consumed=trained * self.batch_size * self.sampler.world_size)}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         if "sampler" in state_dict:  # checkpoints from before the resumable order restart their epoch

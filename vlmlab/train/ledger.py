@@ -20,6 +20,7 @@ import time
 from typing import Any
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import Callback
 
 from vlmlab.train.memory import MemoryProbe, memory_probe
@@ -40,6 +41,8 @@ class TrainingLedger(Callback):
         self._segment_started: float | None = None
         self._segment_first_step = 0
         self._probe: MemoryProbe | None = None
+        self._last_step = -1
+        self._step_loss: torch.Tensor | float = 0.0  # the optimizer step's loss so far, over its micro-batches
 
     @property
     def state_key(self) -> str:
@@ -67,7 +70,8 @@ class TrainingLedger(Callback):
             self._probe = None
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._segment_first_step = trainer.global_step
+        self._segment_first_step = self._last_step = trainer.global_step
+        self._step_loss = 0.0
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.global_step > self._segment_first_step:
@@ -89,8 +93,18 @@ class TrainingLedger(Callback):
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
         # Recorded here, before any checkpoint of this step is saved, so the checkpoint holds this row.
-        if trainer.global_step % self.log_every_n_steps == 0 and outputs is not None:
-            self._add(trainer, "train/loss", float(outputs["loss"]))
+        # Lightning divides each micro-batch's loss by the accumulation: their sum is the step's mean.
+        # A tensor sum: reading it (a GPU sync) waits for the rows that are logged.
+        if outputs is not None:
+            self._step_loss = self._step_loss + outputs["loss"].detach()
+        stepped, self._last_step = trainer.global_step != self._last_step, trainer.global_step
+        if not stepped:
+            return
+        loss, self._step_loss = self._step_loss, 0.0
+        if trainer.global_step % self.log_every_n_steps == 0 and isinstance(loss, torch.Tensor):
+            if trainer.world_size > 1:  # the global batch's loss, the same row on every rank
+                loss = trainer.strategy.reduce(loss, reduce_op="mean")
+            self._add(trainer, "train/loss", float(loss))
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or trainer.state.fn != "fit" or "val/loss" not in trainer.callback_metrics:

@@ -50,6 +50,11 @@ class _CudaAllocated(MemoryProbe):
         self.device = device
 
     def start(self) -> None:
+        # torch's memory-stat calls refuse a device before CUDA is initialised in the process ("Invalid device
+        # argument" for torch.device("cuda", 0)): initialise it, and name the device by its index.
+        torch.cuda.init()
+        if self.device.index is None:
+            self.device = torch.device("cuda", torch.cuda.current_device())
         torch.cuda.reset_peak_memory_stats(self.device)
 
     def peak(self) -> float | None:

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.strategies import FSDPStrategy
 from omegaconf import DictConfig
 
 from vlmlab.errors import DivergedError
 from vlmlab.models.build import COMPONENTS
 from vlmlab.models.vlm import VisionLanguageModel
-
+from vlmlab.train.performance import fused_optimizer
 
 
 def warmup_cosine(warmup_steps: int, total_steps: int, min_ratio: float):
@@ -29,11 +31,15 @@ def warmup_cosine(warmup_steps: int, total_steps: int, min_ratio: float):
 class VLMTrainingModule(L.LightningModule):
     """Trains a VisionLanguageModel with the loss on answer tokens (the collator masks everything else)."""
 
-    def __init__(self, model: VisionLanguageModel, optim: DictConfig, total_steps: int) -> None:
+    def __init__(self, model: VisionLanguageModel, optim: DictConfig, total_steps: int,
+                 performance: DictConfig | None = None) -> None:
         super().__init__()
         self.model = model
         self.optim = optim
         self.total_steps = total_steps
+        self.performance = performance
+        # Checkpoints hold what training changes (on_save_checkpoint); the frozen weights come from the config.
+        self.strict_loading = False
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = self.model(**batch).loss
@@ -62,8 +68,21 @@ class VLMTrainingModule(L.LightningModule):
                     })
         return groups
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Keep only the trainable weights: the frozen ones (a 7B LM) are rebuilt from the run's config and seed,
+        or reloaded from the hub. FSDP's sharded checkpoints keep everything: each rank writes only its shard."""
+        if isinstance(self.trainer.strategy, FSDPStrategy):
+            return
+        # Every name of a parameter (tied weights have two); buffers stay: small, and not always rebuilt alike.
+        named = list(self.named_parameters(remove_duplicate=False))
+        frozen = {name for name, param in named if not param.requires_grad}
+        state = checkpoint["state_dict"]
+        for key in frozen & state.keys():
+            del state[key]
+
     def configure_optimizers(self):
-        optimizer = torch.optim.AdamW(self.parameter_groups(), betas=tuple(self.optim.betas), eps=self.optim.eps)
+        optimizer = torch.optim.AdamW(self.parameter_groups(), betas=tuple(self.optim.betas), eps=self.optim.eps,
+                                      **fused_optimizer(self.performance, self.device))
         schedule = warmup_cosine(self.optim.warmup_steps, self.total_steps, self.optim.min_lr_ratio)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -33,6 +33,11 @@ from vlmlab.train.interrupt import RunInterrupted, StopRequest
 from vlmlab.train.ledger import Row, TrainingLedger, loss_log_csv
 from vlmlab.train.loggers import StageLogger, build_loggers
 from vlmlab.train.module import VLMTrainingModule
+from vlmlab.train.parallel import Parallelism
+from vlmlab.train.performance import (
+    apply_performance, building_on, evaluation_precision, training_device, weight_dtype,
+)
+from vlmlab.train.sharding import full_weights, strategy_for
 from vlmlab.train.sample_cost import inference_sample_flops, training_sample_cost
 from vlmlab.train.stages import Stage, adaptation_changed, resolve_stages
 
@@ -109,23 +114,40 @@ class _Trained:
     stage_costs: list[dict]
     loggers: list
     loss_rows: list[Row]
+    is_global_zero: bool  # the process that evaluates and reports (the only one, under several processes)
+
+
+@dataclass
+class _StageResult:
+    """What training one stage leaves: its collator and images, its cost, its ledger, the trainer's strategy."""
+
+    collator: VLMCollator
+    images: ImageProcessor
+    cost: dict
+    ledger: TrainingLedger
+    strategy: L.pytorch.strategies.Strategy
 
 
 def _train_stage(
     stage: Stage, model: VisionLanguageModel, spec: Suite, tokenizer: PreTrainedTokenizerBase, loggers: list,
     offset: int, checkpoint_dir: Path, stop: StopRequest | None, validate: bool = False,
-) -> tuple[VLMCollator, ImageProcessor, dict, TrainingLedger]:
-    """Train `model` for one stage, resuming exactly from its last checkpoint if any; its collator, images, cost
-    and ledger (loss rows), with the validation loss of the trained model when `validate`."""
+) -> _StageResult:
+    """Train `model` for one stage, resuming exactly from its last checkpoint if any, with the validation loss
+    of the trained model in its cost when `validate`."""
     cfg, cache_dir, batch = stage.config, str(stage.config.paths.cache_dir), stage.config.data.batch_size
+    layout = Parallelism.from_config(cfg)  # batch is the global batch; each process runs micro-batches of it
+    performance = cfg.get("performance") or {}
     images: ImageProcessor = instantiate(cfg.data.image, _convert_="all")
     collator = VLMCollator(tokenizer, images, model.sequence_tokens, cfg.data.prompt_template,
                            prompt_templates(cfg.data))
     train = _examples(spec, cache_dir, images, "train")
     datamodule = VLMDataModule(train, _examples(spec, cache_dir, images, "validation"),
-                               collator, batch, cfg.seed, cfg.data.num_workers, cfg.data.get("mixture"))
+                               collator, layout.micro_batch, cfg.seed, cfg.data.num_workers, cfg.data.get("mixture"),
+                               pin_memory=bool(performance.get("pin_memory")),
+                               prefetch_factor=performance.get("prefetch_factor"))
     # The budget resolves with the model as this stage trains it: what trains decides what a backward costs.
-    sample = training_sample_cost(model, collator, images, datamodule.train_examples, datamodule.train_weights, batch)
+    sample = training_sample_cost(model, collator, images, datamodule.train_examples, datamodule.train_weights,
+                                  layout.micro_batch)
     budget = Budget.from_config(cfg.get("budget"))
     steps = budget.steps(cfg.trainer.max_steps, batch, sample)
     last = checkpoint_dir / "last.ckpt"
@@ -134,13 +156,14 @@ def _train_stage(
     trainer: L.Trainer = instantiate(
         cfg.trainer, max_steps=steps, logger=[StageLogger(logger, offset, stage.name) for logger in loggers],
         callbacks=[ledger, checkpoints], default_root_dir=checkpoint_dir.parent,
+        **layout.trainer_arguments(), **strategy_for(cfg.trainer, model),
     )
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     try:
         with stop.deferred() if stop is not None else nullcontext(), warnings.catch_warnings():
             # Lightning looks for the data position in the DataLoader; VLMDataModule keeps it instead.
             warnings.filterwarnings("ignore", message=".*your dataloader is not resumable.*")
-            trainer.fit(VLMTrainingModule(model, cfg.optim, steps), datamodule,
+            trainer.fit(VLMTrainingModule(model, cfg.optim, steps, performance), datamodule,
                         ckpt_path=last if last.exists() else None)
     except SIGTERMException:  # Lightning's own SIGTERM exit at an epoch end, between two of our checks
         raise RunInterrupted(signal.SIGTERM) from None
@@ -150,7 +173,7 @@ def _train_stage(
         module = trainer.lightning_module
         measured["val_loss"] = float(trainer.validate(module, datamodule, verbose=False)[0]["val/loss"])
     seconds = ledger.seconds
-    return collator, images, measured | count_parameters(model) | {
+    return _StageResult(collator, images, measured | count_parameters(model) | {
         "stage": stage.name,
         "budget": budget.record(steps),
         "train_steps": trainer.global_step,
@@ -164,7 +187,13 @@ def _train_stage(
         "train_images": samples,
         "peak_memory_mb": None if ledger.peak_mb is None else round(ledger.peak_mb, 1),
         "peak_memory_kind": ledger.peak_kind,
-    }, ledger
+        "devices": layout.world_size,
+        "micro_batch_size": layout.micro_batch,
+        "accumulation": layout.accumulation,
+        "checkpoint_seconds": round(checkpoints.seconds, 3),
+        "checkpoint_saves": checkpoints.saves,
+        "checkpoint_bytes": checkpoints.bytes,
+    }, ledger, trainer.strategy)
 
 
 def _compute_cost(stage_costs: list[dict]) -> dict:
@@ -176,6 +205,10 @@ def _compute_cost(stage_costs: list[dict]) -> dict:
         "train_flops_per_sample": round(totals["train_flops"] / images) if images else None,
         "peak_memory_mb": max(peaks, default=None),
         "peak_memory_kind": stage_costs[0]["peak_memory_kind"],
+        "devices": stage_costs[-1]["devices"],
+        "checkpoint_seconds": round(sum(c["checkpoint_seconds"] for c in stage_costs), 3),
+        "checkpoint_saves": sum(c["checkpoint_saves"] for c in stage_costs),
+        "checkpoint_bytes": max(c["checkpoint_bytes"] for c in stage_costs),
     }
 
 
@@ -188,17 +221,35 @@ def _adapt_for_stage(model: VisionLanguageModel, before: Stage, stage: Stage) ->
             setattr(owner, module_attr[1], adaptation.apply(getattr(owner, module_attr[1])))
 
 
+def prepare_data(cfg: DictConfig) -> None:
+    """Build the run's dataset and tokenizer caches, so the processes of a multi-process run only read them."""
+    spec: Suite = instantiate(cfg.data.suite)
+    _tokenizer(spec, str(cfg.paths.cache_dir), all_templates(cfg.data), cfg.model.lm.get("pretrained"))
+
+
+def _build_model(cfg: DictConfig, stages: list[Stage], tokenizer: PreTrainedTokenizerBase, upto: int,
+                 speed: bool = True) -> VisionLanguageModel:
+    """The run's VLM as stage `upto` trains it (adapted by every stage before), on the training device and dtype,
+    its weights fixed by the run's seed; `speed`: with the performance knobs applied."""
+    first = stages[0].config
+    tower_size = instantiate(first.data.image, _convert_="all").tower_size
+    L.seed_everything(cfg.seed, workers=True, verbose=False)  # before building: the seed fixes the initial weights
+    with building_on(training_device(cfg.trainer), weight_dtype(cfg.trainer)):
+        model = build_vlm(first.model, len(tokenizer), tokenizer.convert_tokens_to_ids(IMAGE_TOKEN), tower_size)
+    for index in range(1, upto + 1):
+        _adapt_for_stage(model, stages[index - 1], stages[index])
+    if speed:
+        apply_performance(model, cfg.get("performance"))
+    return model
+
+
 def _train(cfg: DictConfig, run_dir: Path, run_id: str, stop: StopRequest | None, validate: bool = False) -> _Trained:
     """Train the configured VLM stage by stage, resuming from the last checkpoints (and validate the last stage)."""
     stages = resolve_stages(cfg)
-    first = stages[0].config
     spec: Suite = instantiate(cfg.data.suite)
     cache_dir = str(cfg.paths.cache_dir)
     tokenizer = _tokenizer(spec, cache_dir, all_templates(cfg.data), cfg.model.lm.get("pretrained"))
-    tower_size = instantiate(first.data.image, _convert_="all").tower_size
-
-    L.seed_everything(cfg.seed, workers=True, verbose=False)  # before building: the seed fixes the initial weights
-    model = build_vlm(first.model, len(tokenizer), tokenizer.convert_tokens_to_ids(IMAGE_TOKEN), tower_size)
+    model = _build_model(cfg, stages, tokenizer, upto=0)
     loggers = build_loggers(cfg, run_id)
     stage_costs: list[dict] = []
     loss_rows: list[Row] = []
@@ -209,11 +260,28 @@ def _train(cfg: DictConfig, run_dir: Path, run_id: str, stop: StopRequest | None
         checkpoint_dir = run_dir / ("checkpoints" if len(stages) == 1 else f"stage{index}-{stage.name}")
         offset = sum(c["train_steps"] for c in stage_costs)
         at_end = validate and index == len(stages) - 1
-        collator, images, stage_cost, ledger = _train_stage(stage, model, spec, tokenizer, loggers, offset,
-                                                            checkpoint_dir, stop, at_end)
-        stage_costs.append(stage_cost)
-        loss_rows.extend(ledger.rows)
-    return _Trained(model, spec, collator, images, stages, stage_costs, loggers, loss_rows)
+        result = _train_stage(stage, model, spec, tokenizer, loggers, offset, checkpoint_dir, stop, at_end)
+        stage_costs.append(result.cost)
+        loss_rows.extend(result.ledger.rows)
+    # Evaluation runs on rank 0 alone. DDP left it the whole model; FSDP left each rank a shard, so the weights
+    # are gathered on rank 0 and loaded into a model of its own.
+    if (weights := full_weights(result.strategy)) is not None:
+        model = _build_model(cfg, stages, tokenizer, upto=len(stages) - 1, speed=False)
+        model.load_state_dict({key.removeprefix("model."): value for key, value in weights.items()})
+    return _Trained(model, spec, result.collator, result.images, stages, stage_costs, loggers, loss_rows,
+                    result.strategy.is_global_zero)
+
+
+def export_trainable(model: VisionLanguageModel, path: Path) -> None:
+    """Write the trained parameters of `model` (connector, adapters, what was fine-tuned) as safetensors: with the
+    run's config, which rebuilds the frozen rest, they are the trained model."""
+    from safetensors.torch import save_file
+
+    trained = {name: param.detach().cpu().contiguous() for name, param in model.named_parameters()
+               if param.requires_grad}
+    partial = path.with_name(f".{path.name}.partial")
+    save_file(trained, str(partial))
+    partial.replace(path)
 
 
 def train_and_validate(cfg: DictConfig, run_dir: Path, run_id: str,
@@ -229,10 +297,17 @@ def train_and_validate(cfg: DictConfig, run_dir: Path, run_id: str,
     })
 
 
-def train_and_evaluate(cfg: DictConfig, run_dir: Path, run_id: str, stop: StopRequest | None = None) -> RunOutcome:
-    """Train the configured VLM stage by stage (resuming exactly from the last checkpoints), then evaluate it."""
+def train_and_evaluate(cfg: DictConfig, run_dir: Path, run_id: str,
+                       stop: StopRequest | None = None) -> RunOutcome | None:
+    """Train the configured VLM stage by stage (resuming exactly from the last checkpoints), then evaluate it;
+    None on every process but rank 0 of a multi-process run, which alone evaluates and reports."""
     trained = _train(cfg, run_dir, run_id, stop)
+    if not trained.is_global_zero:
+        return None
     model, spec, collator, images = trained.model, trained.spec, trained.collator, trained.images
+    model.to(training_device(cfg.trainer))  # Lightning hands the model back on the CPU after fit
+    if (cfg.get("checkpoint") or {}).get("export_final"):
+        export_trainable(model, run_dir / "final.safetensors")
     stages, stage_costs, loggers = trained.stages, trained.stage_costs, trained.loggers
     cache_dir = str(cfg.paths.cache_dir)
     test = limit_per_task(_examples(spec, cache_dir, images, cfg.eval.split), cfg.eval.limit_per_task)
@@ -242,7 +317,8 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, run_id: str, stop: StopRe
     test = with_context(test, _examples(spec, cache_dir, images, "train"), cfg.eval.get("shots", 0), seed=0,
                         sources=spec.context_tasks())
     started = time.perf_counter()
-    result = evaluate(model, collator, test, cfg.eval.batch_size, cfg.eval.max_new_tokens, spec.task_metrics())
+    with evaluation_precision(cfg.trainer):
+        result = evaluate(model, collator, test, cfg.eval.batch_size, cfg.eval.max_new_tokens, spec.task_metrics())
     eval_seconds = time.perf_counter() - started
     steps = sum(c["train_steps"] for c in stage_costs)
     test_row = {f"test/{task}": score for task, score in result.scores.items()}

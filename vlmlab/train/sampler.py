@@ -9,6 +9,11 @@ existed (a shuffling DataLoader, or a WeightedRandomSampler for a mixture) are r
 - uniform: per epoch, the DataLoader's iterator drew its base seed (one int64) from the shared generator,
   then RandomSampler drew a permutation, and a second, empty-sliced permutation when the epoch ran out;
 - weighted: per epoch, one multinomial draw with replacement of as many samples as there are examples.
+
+Several processes (DDP, FSDP) share one order: the epoch's order is cut into micro-batch chunks, and process r
+of W takes chunks r, r + W, r + 2W, ... So the samples behind optimizer step s are positions [s·G, (s+1)·G)
+of the order whatever W is (G, the global batch, is W × micro-batch × accumulation), and the run with the
+same global batch on one device or eight trains on the same samples at every step.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from torch.utils.data import Sampler
 class ResumableSampler(Sampler[int]):
     """Indices of one epoch at a time (`set_epoch`, called by Lightning before each), resumable mid-epoch."""
 
-    def __init__(self, size: int, seed: int, weights: Sequence[float] | None = None) -> None:
+    def __init__(self, size: int, seed: int, weights: Sequence[float] | None = None, chunk: int = 1) -> None:
         if size <= 0:
             raise ValueError("nothing to sample from: the training set is empty")
         if weights is not None and len(weights) != size:
@@ -32,10 +37,26 @@ class ResumableSampler(Sampler[int]):
         self.seed = int(seed)
         self.weights = None if weights is None else torch.as_tensor(weights, dtype=torch.double)
         self.epoch = 0
-        self._resume: tuple[int, int] | None = None  # (epoch, samples already consumed in it)
+        self.chunk = int(chunk)  # the micro-batch: the unit the processes take turns on
+        self.rank, self.world_size = 0, 1
+        self._resume: tuple[int, int] | None = None  # (epoch, samples of the global order already consumed)
+
+    def shard(self, rank: int, world_size: int) -> None:
+        """Make this the sampler of process `rank` of `world_size` (module docstring)."""
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is not one of {world_size} processes")
+        self.rank, self.world_size = int(rank), int(world_size)
 
     def __len__(self) -> int:
-        return self.size
+        return self._own(torch.arange(self.size)).numel()
+
+    def _own(self, order: torch.Tensor) -> torch.Tensor:
+        """This process's share of `order`: its chunks, whole ones only (a step needs every process's)."""
+        if self.world_size == 1:
+            return order
+        span = self.chunk * self.world_size
+        whole = order[: order.numel() // span * span]
+        return whole.view(-1, self.world_size, self.chunk)[:, self.rank].reshape(-1)
 
     def set_epoch(self, epoch: int) -> None:
         """The epoch the next iteration draws."""
@@ -48,7 +69,8 @@ class ResumableSampler(Sampler[int]):
         self._resume = (int(epoch), int(consumed))
 
     def state_dict(self, consumed: int) -> dict[str, Any]:
-        """The position of a run that has trained on `consumed` samples of the current epoch."""
+        """The position of a run whose processes have trained on `consumed` samples of the current epoch's order,
+        all processes together."""
         return {"epoch": self.epoch, "consumed": int(consumed), "seed": self.seed, "size": self.size}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -81,4 +103,4 @@ class ResumableSampler(Sampler[int]):
             self._resume = None
             # A resume lands in the epoch it was saved in; had that epoch been used up, Lightning moves on.
             skip = consumed if epoch == self.epoch else 0
-        yield from self.order(self.epoch)[skip:].tolist()
+        yield from self._own(self.order(self.epoch)[skip:]).tolist()
