@@ -8,11 +8,12 @@ STAMP := $(VENV)/.installed
 # later requirement pulls the CUDA wheels. On a GPU cluster: make install TORCH="torch==2.13.0".
 TORCH ?= torch==2.13.0
 AXIS ?= connector
+# Hydra overrides for every run, e.g. ARGS="hydra/launcher=slurm trainer=ddp" (README: On a SLURM cluster).
 ARGS ?=
 # Trials per arm for `make tune`; empty: the ablation file's `tune.trials`, else 6.
 TRIALS ?=
 
-.PHONY: install sweep tune tables sync status test test-slow bench clean-outputs
+.PHONY: install sweep tune tables sync status test test-slow test-gpu bench bench-gpu clean-outputs
 
 install: $(STAMP)
 
@@ -46,8 +47,17 @@ test: install
 test-slow: install
 	HF_HUB_OFFLINE=1 WANDB_MODE=offline $(BIN)/python -m pytest -q -m slow
 
+test-gpu: install
+	# the tests marked `cuda`: a tiny sweep end to end on the GPU, the GPU-only code paths
+	HF_HUB_OFFLINE=1 WANDB_MODE=offline $(BIN)/python -m pytest -q -m cuda
+
 bench: install
-	$(BIN)/python -m vlmlab.bench
+	$(BIN)/python -m vlmlab.bench $(ARGS)
+
+bench-gpu: install
+	# Lightning against a bare loop on one GPU: the tiny default, then SigLIP-SO400M + 1.1B-Llama shapes
+	$(BIN)/python -m vlmlab.bench --steps 50 --repeats 2 trainer=gpu $(ARGS)
+	$(BIN)/python -m vlmlab.bench --steps 20 --repeats 2 trainer=gpu +shapes=siglip400m_llama1b $(ARGS)
 
 clean-outputs:
 	rm -rf outputs

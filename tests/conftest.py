@@ -16,6 +16,18 @@ ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 
 
+def pytest_collection_modifyitems(config, items) -> None:
+    """Tests marked `cuda` exercise GPU code paths: skipped, and said so, where there is no CUDA device."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device (make test-gpu on a GPU machine)")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory) -> Path:
     """One dataset + tokenizer cache shared by every test, as a sweep shares it across runs."""

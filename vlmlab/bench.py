@@ -1,7 +1,14 @@
-"""`make bench`: the Lightning training loop against a bare PyTorch loop on the same model, data and optimizer.
+"""`make bench`: vlmlab's Lightning training loop against a bare PyTorch loop, same model, data and optimizer.
 
-Both loops run in this one process, alternating, so the ratio is measured under the same conditions.
-Usage: python -m vlmlab.bench [--steps N] [--repeats R] [key=value ...]
+Both loops run in this one process, alternating, so their ratio is measured under the same conditions. Each
+builds its model the way `vlmlab train` does (device, dtype, the `performance` knobs) and times the steps after
+a warm-up (the first steps allocate, autotune and compile). It prints ms/step, samples/s, the model FLOPs
+utilisation (vlmlab's analytic training FLOPs per sample × samples/s over the device's peak; on a GPU), the
+peak memory of each loop, and the share of a bare step spent waiting for data.
+
+Usage: python -m vlmlab.bench [--steps N] [--warmup W] [--repeats R] [--peak-tflops P] [key=value ...]
+On a GPU: `make bench-gpu` runs it at the tiny default and at SigLIP-SO400M + 1.1B-Llama shapes
+(`+shapes=siglip400m_llama1b`, random weights from configs, no download).
 """
 
 from __future__ import annotations
@@ -9,80 +16,174 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
+from lightning.fabric.utilities.apply_func import move_data_to_device
+from omegaconf import DictConfig
 
 from vlmlab.cli import CONF_DIR
-from vlmlab.data.tokenizer import IMAGE_TOKEN
-from vlmlab.models.build import build_vlm
+from vlmlab.data.collate import VLMCollator
 from vlmlab.train import run
 from vlmlab.train.datamodule import VLMDataModule
-from vlmlab.data.collate import VLMCollator
 from vlmlab.train.module import VLMTrainingModule
+from vlmlab.train.parallel import Parallelism
+from vlmlab.train.performance import training_device
+from vlmlab.train.sample_cost import training_sample_cost
+from vlmlab.train.sharding import strategy_for
+from vlmlab.train.stages import resolve_stages
 
 
-def _setup(cfg):
-    spec, images = instantiate(cfg.data.suite), instantiate(cfg.data.image, _convert_="all")
-    tokenizer = run._tokenizer(spec, cfg.paths.cache_dir, run.all_templates(cfg.data), None)
-    torch.manual_seed(0)
-    model = build_vlm(cfg.model, len(tokenizer), tokenizer.convert_tokens_to_ids(IMAGE_TOKEN), images.tower_size)
+@dataclass
+class Measured:
+    """One loop's timing: seconds per step after the warm-up, peak memory in MB, seconds waiting for data."""
+
+    step_s: float
+    peak_mb: float | None
+    data_s: float = 0.0
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _reset_peak(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.init()
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def _peak(device: torch.device) -> float | None:
+    return torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
+
+
+def _setup(cfg: DictConfig):
+    """The model (built as a run builds it), its data module and the FLOPs of one training sample."""
+    spec = instantiate(cfg.data.suite)
+    images = instantiate(cfg.data.image, _convert_="all")
+    tokenizer = run._tokenizer(spec, str(cfg.paths.cache_dir), run.all_templates(cfg.data), None)
+    model = run._build_model(cfg, resolve_stages(cfg), tokenizer, upto=0)
     collator = VLMCollator(tokenizer, images, model.sequence_tokens, cfg.data.prompt_template,
                            run.prompt_templates(cfg.data))
-    train = run._examples(spec, cfg.paths.cache_dir, images, "train")
-    return model, VLMDataModule(train, train[:16], collator, cfg.data.batch_size, cfg.seed)
+    train = run._examples(spec, str(cfg.paths.cache_dir), images, "train")
+    layout = Parallelism.from_config(cfg, devices=1)
+    performance = cfg.get("performance") or {}
+    datamodule = VLMDataModule(train, train[:16], collator, layout.micro_batch, cfg.seed, cfg.data.num_workers,
+                               pin_memory=bool(performance.get("pin_memory")),
+                               prefetch_factor=performance.get("prefetch_factor"))
+    sample = training_sample_cost(model, collator, images, datamodule.train_examples, datamodule.train_weights,
+                                  layout.micro_batch)
+    return model, datamodule, sample.flops
 
 
-def bare_loop(cfg, steps: int) -> float:
-    """Seconds per step of a hand-written loop: forward, backward, clip, AdamW step, scheduler step."""
-    model, datamodule = _setup(cfg)
-    module = VLMTrainingModule(model, cfg.optim, steps)
+class _StepTimes(L.Callback):
+    """The time at the end of every step (the device synchronised), for the steps after the warm-up."""
+
+    def __init__(self) -> None:
+        self.ends: list[float] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        _sync(pl_module.device)
+        self.ends.append(time.perf_counter())
+
+
+def lightning_loop(cfg: DictConfig, steps: int, warmup: int) -> Measured:
+    """vlmlab's Trainer as a sweep run builds it, minus checkpoints, loggers and validation."""
+    model, datamodule, _flops = _setup(cfg)
+    device = training_device(cfg.trainer)
+    timer = _StepTimes()
+    trainer = instantiate(cfg.trainer, max_steps=warmup + steps, logger=False, enable_checkpointing=False,
+                          val_check_interval=None, limit_val_batches=0, callbacks=[timer],
+                          default_root_dir=str(Path(cfg.paths.output_dir) / "bench"),
+                          **Parallelism.from_config(cfg, devices=1).trainer_arguments(),
+                          **strategy_for(cfg.trainer, model))
+    _reset_peak(device)
+    trainer.fit(VLMTrainingModule(model, cfg.optim, warmup + steps, cfg.get("performance")), datamodule)
+    ends = timer.ends[warmup - 1:] if warmup else timer.ends
+    return Measured((ends[-1] - ends[0]) / (len(ends) - 1), _peak(device))
+
+
+def bare_loop(cfg: DictConfig, steps: int, warmup: int) -> Measured:
+    """A hand-written loop: forward under the run's autocast, backward, clip, AdamW step, scheduler step."""
+    model, datamodule, _flops = _setup(cfg)
+    device = training_device(cfg.trainer)
+    module = VLMTrainingModule(model, cfg.optim, warmup + steps, cfg.get("performance"))
+    model.to(device)
     opt_cfg = module.configure_optimizers()
     optimizer, scheduler = opt_cfg["optimizer"], opt_cfg["lr_scheduler"]["scheduler"]
-    batches = iter(datamodule.train_dataloader())
+    precision = str(cfg.trainer.precision)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16-mixed")
+    batches = iter(_endless(datamodule))
     model.train()
-    started = time.perf_counter()
-    for _ in range(steps):
-        loss = model(**next(batches)).loss
+    _reset_peak(device)
+    waited, started = 0.0, 0.0
+    for step in range(warmup + steps):
+        if step == warmup:
+            _sync(device)
+            started, waited = time.perf_counter(), 0.0
+        fetch = time.perf_counter()
+        batch = move_data_to_device(next(batches), device)
+        waited += time.perf_counter() - fetch
+        with autocast:
+            loss = model(**batch).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.trainer.gradient_clip_val)
         optimizer.step()
         scheduler.step()
-    return (time.perf_counter() - started) / steps
+    _sync(device)
+    return Measured((time.perf_counter() - started) / steps, _peak(device), waited / steps)
 
 
-def lightning_loop(cfg, steps: int) -> float:
-    """Seconds per step of vlmlab's Trainer (same settings as a sweep run, minus checkpoints and loggers)."""
-    model, datamodule = _setup(cfg)
-    trainer = instantiate(cfg.trainer, max_steps=steps, logger=False, enable_checkpointing=False, val_check_interval=None,
-                          limit_val_batches=0, default_root_dir=str(Path(cfg.paths.output_dir) / "bench"))
-    started = time.perf_counter()
-    trainer.fit(VLMTrainingModule(model, cfg.optim, steps), datamodule)
-    return (time.perf_counter() - started) / steps
+def _endless(datamodule: VLMDataModule):
+    epoch = 0
+    while True:
+        datamodule.sampler.set_epoch(epoch)
+        yield from datamodule.train_dataloader()
+        epoch += 1
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--peak-tflops", type=float, default=989.0,
+                        help="the device's dense peak for MFU (H100 SXM bf16: 989)")
     args, overrides = parser.parse_known_args()
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose(config_name="train", overrides=["logger=none", *overrides])
     L.seed_everything(0, verbose=False)
-    bare_loop(cfg, 5), lightning_loop(cfg, 5)  # warm-up: caches, allocator, first-call overheads
+    _model, _data, flops_per_sample = _setup(cfg)
+    del _model, _data
     bare, lit = [], []
     for _ in range(args.repeats):
-        bare.append(bare_loop(cfg, args.steps))
-        lit.append(lightning_loop(cfg, args.steps))
-    b, l = statistics.median(bare), statistics.median(lit)
-    print(f"threads={torch.get_num_threads()} steps={args.steps} repeats={args.repeats} batch={cfg.data.batch_size}")
-    print(f"bare PyTorch loop : {1000 * b:7.1f} ms/step (median)")
-    print(f"vlmlab (Lightning): {1000 * l:7.1f} ms/step (median)")
-    print(f"ratio Lightning / bare: {l / b:.3f}")
+        bare.append(bare_loop(cfg, args.steps, args.warmup))
+        lit.append(lightning_loop(cfg, args.steps, args.warmup))
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    batch = int(cfg.data.batch_size)
+    device = training_device(cfg.trainer)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    print(f"device={name} precision={cfg.trainer.precision} steps={args.steps} warmup={args.warmup} "
+          f"repeats={args.repeats} batch={batch} overrides={' '.join(overrides) or '-'}")
+    print(f"analytic training FLOPs per sample: {flops_per_sample / 1e12:.4f} TFLOPs")
+    for label, runs in (("bare PyTorch loop ", bare), ("vlmlab (Lightning)", lit)):
+        step = statistics.median(r.step_s for r in runs)
+        peak = max((r.peak_mb for r in runs if r.peak_mb is not None), default=None)
+        mfu = flops_per_sample * batch / step / (args.peak_tflops * 1e12) if device.type == "cuda" else None
+        print(f"{label}: {1000 * step:8.1f} ms/step  {batch / step:8.1f} samples/s"
+              + (f"  MFU {100 * mfu:5.1f}%" if mfu is not None else "")
+              + (f"  peak {peak / 1024:6.2f} GiB" if peak is not None else ""))
+    data_share = statistics.median(r.data_s / r.step_s for r in bare)
+    print(f"data loading: {100 * data_share:.1f}% of a bare step")
+    ratio = statistics.median(r.step_s for r in lit) / statistics.median(r.step_s for r in bare)
+    print(f"ratio Lightning / bare: {ratio:.3f}")
 
 
 if __name__ == "__main__":

@@ -206,6 +206,8 @@ def _compute_cost(stage_costs: list[dict]) -> dict:
         "peak_memory_mb": max(peaks, default=None),
         "peak_memory_kind": stage_costs[0]["peak_memory_kind"],
         "devices": stage_costs[-1]["devices"],
+        "micro_batch_size": stage_costs[-1]["micro_batch_size"],
+        "accumulation": stage_costs[-1]["accumulation"],
         "checkpoint_seconds": round(sum(c["checkpoint_seconds"] for c in stage_costs), 3),
         "checkpoint_saves": sum(c["checkpoint_saves"] for c in stage_costs),
         "checkpoint_bytes": max(c["checkpoint_bytes"] for c in stage_costs),
