@@ -74,3 +74,23 @@ def test_meta_build_of_a_pretrained_component_reads_no_weights(tmp_path):
     with torch.device("meta"):
         tower = HFVisionTower(image_size=32, pretrained=str(tmp_path / "s"))
     assert next(tower.parameters()).device.type == "meta"
+
+
+def test_pretrained_weights_load_in_the_training_dtype_not_the_checkpoints(tmp_path):
+    from vlmlab.train.performance import building_on
+
+    saved = AutoModelForCausalLM.from_config(AutoConfig.for_model(
+        "llama", vocab_size=40, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2))
+    saved.to(torch.bfloat16).save_pretrained(tmp_path / "bf16")
+    assert HFCausalLM(vocab_size=40, pretrained=str(tmp_path / "bf16")).model.dtype == torch.float32, \
+        "fp32 training (and the fp32 master weights of bf16-mixed) gets fp32 weights from a bf16 checkpoint"
+    with building_on(torch.device("cpu"), torch.bfloat16):  # what a bf16-true trainer builds under
+        lm = HFCausalLM(vocab_size=40, pretrained=str(tmp_path / "bf16"))
+        tower = HFVisionTower(image_size=32, pretrained=_saved_tower(tmp_path))
+    assert lm.model.dtype == torch.bfloat16 and next(tower.parameters()).dtype == torch.bfloat16
+    assert torch.get_default_dtype() == torch.float32, "the default dtype is restored"
+
+
+def _saved_tower(tmp_path) -> str:
+    AutoModel.from_config(AutoConfig.for_model("siglip_vision_model", **VISION)).save_pretrained(tmp_path / "tower")
+    return str(tmp_path / "tower")

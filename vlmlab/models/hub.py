@@ -25,3 +25,10 @@ def hub_config(name_or_path: str) -> PretrainedConfig:
 def building_on_meta() -> bool:
     """True inside `with torch.device("meta")`: config checks build the architecture without reading weights."""
     return torch.get_default_device().type == "meta"
+
+
+def weight_loading() -> dict[str, torch.dtype]:
+    """from_pretrained's dtype: the one new tensors get (bf16 under a bf16-true trainer, else fp32), not the
+    checkpoint's. The device follows too: transformers loads onto the device of an enclosing `with device:`, so
+    a pretrained LM goes straight to the rank's GPU in the training dtype (vlmlab.train.performance.building_on)."""
+    return {"dtype": torch.get_default_dtype()}

@@ -8,7 +8,7 @@ from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedModel
 
 from vlmlab.errors import ConfigError
-from vlmlab.models.hub import building_on_meta, hub_config
+from vlmlab.models.hub import building_on_meta, hub_config, weight_loading
 
 
 class HFCausalLM(nn.Module):
@@ -22,7 +22,7 @@ class HFCausalLM(nn.Module):
         if pretrained is not None:
             config = hub_config(pretrained)
             self.model: PreTrainedModel = (AutoModelForCausalLM.from_config(config) if building_on_meta()
-                                           else AutoModelForCausalLM.from_pretrained(pretrained))
+                                           else AutoModelForCausalLM.from_pretrained(pretrained, **weight_loading()))
             # The image placeholder token may be new to a pretrained vocabulary.
             if vocab_size > self.model.get_input_embeddings().num_embeddings:
                 self.model.resize_token_embeddings(vocab_size)

@@ -11,7 +11,7 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, PretrainedConfig
 
 from vlmlab.errors import ConfigError
-from vlmlab.models.hub import building_on_meta, hub_config
+from vlmlab.models.hub import building_on_meta, hub_config, weight_loading
 
 
 class VisionTower(nn.Module, ABC):
@@ -79,7 +79,7 @@ class HFVisionTower(VisionTower):
         if pretrained is not None:
             hf_config = _vision_config(hub_config(pretrained))
             self.encoder = (AutoModel.from_config(hf_config) if building_on_meta()
-                            else AutoModel.from_pretrained(pretrained, config=hf_config))
+                            else AutoModel.from_pretrained(pretrained, config=hf_config, **weight_loading()))
         else:
             fields = dict(config)
             model_type = fields.pop("model_type", None)
