@@ -110,6 +110,10 @@ class VLMCollator:
             return torch.stack([sample[0] for sample in views])
         return views
 
+    def answer_tokens(self, example: Example) -> int:
+        """How many tokens of `example` carry the training loss (its answer and eos)."""
+        return len(self._answer_ids(example))
+
     def train_batch(self, examples: list[Example]) -> dict:
         """Right-padded prompt+answer sequences whose labels cover the answer and eos only."""
         views = [self.images.views(ex.pixels, training=True) for ex in examples]

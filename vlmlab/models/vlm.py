@@ -62,13 +62,15 @@ class VisionLanguageModel(nn.Module):
 
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, pixel_values: Images,
-        labels: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None, num_items_in_batch: float | None = None,
     ):
-        """The LM's output (with `.loss` when labels are given; -100 marks tokens without loss)."""
+        """The LM's output (with `.loss` when labels are given; -100 marks tokens without loss): the mean over
+        the labelled tokens, or their sum over `num_items_in_batch` when given."""
         visual = self.encode_images(pixel_values)
         embeds = self._embed(input_ids, visual)
+        extra = {} if num_items_in_batch is None else {"num_items_in_batch": num_items_in_batch}
         with self.fusion.conditioned_on(visual):
-            return self.lm.model(inputs_embeds=embeds, attention_mask=attention_mask, labels=labels)
+            return self.lm.model(inputs_embeds=embeds, attention_mask=attention_mask, labels=labels, **extra)
 
     @torch.no_grad()
     def generate(

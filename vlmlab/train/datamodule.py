@@ -48,12 +48,25 @@ class VLMDataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self.pin_memory = pin_memory  # page-locked batches: the copy to a GPU overlaps the step
         self.prefetch_factor = prefetch_factor if num_workers else None  # torch refuses it without workers
+        self._answer_tokens: torch.Tensor | None = None
+        self._step_tokens: tuple[tuple[int, int], list[int]] | None = None  # ((epoch, global batch), per step)
         self.sampler = ResumableSampler(len(self.train_examples), seed,
                                         None if self.mixture is None else self.train_weights, chunk=batch_size)
 
     def setup(self, stage: str) -> None:
         if self.trainer is not None:  # the processes of one run share its order, each its own chunks
             self.sampler.shard(self.trainer.global_rank, self.trainer.world_size)
+
+    def step_answer_tokens(self, epoch: int, step: int, global_batch: int) -> int:
+        """Answer tokens in the samples of optimizer step `step` of `epoch` (the global batch, every process's)."""
+        if self._step_tokens is None or self._step_tokens[0] != (epoch, global_batch):
+            if self._answer_tokens is None:  # counted once: tokenising the answers again per step would cost
+                self._answer_tokens = torch.tensor([self.collator.answer_tokens(ex) for ex in self.train_examples])
+            order = self.sampler.order(epoch)
+            steps = order.numel() // global_batch
+            per_step = self._answer_tokens[order[: steps * global_batch]].view(steps, global_batch).sum(1)
+            self._step_tokens = ((epoch, global_batch), per_step.tolist())
+        return self._step_tokens[1][step]
 
     def _loader_options(self) -> dict[str, Any]:
         return {"num_workers": self.num_workers, "pin_memory": self.pin_memory,

@@ -42,11 +42,25 @@ class VLMTrainingModule(L.LightningModule):
         self.strict_loading = False
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss = self.model(**batch).loss
+        loss = self.model(**batch, **self._loss_normaliser(batch_idx)).loss
         if not torch.isfinite(loss):
             raise DivergedError(f"training loss is {loss.item()} at step {self.global_step}")
         self.log("train/loss", loss, prog_bar=False)
         return loss
+
+    def _loss_normaliser(self, batch_idx: int) -> dict[str, float]:
+        """When a step's global batch is split (processes, accumulation): the loss of a micro-batch is its answer
+        tokens' summed loss over the step's answer tokens, times the parts Lightning and DDP average over, so
+        the step's gradient is that of one mean over the whole global batch, whatever the split. Unsplit
+        steps keep the LM's own per-batch mean."""
+        trainer = self.trainer
+        parts = trainer.world_size * trainer.accumulate_grad_batches
+        if parts == 1 or trainer.datamodule is None or not hasattr(trainer.datamodule, "step_answer_tokens"):
+            return {}
+        global_batch = trainer.datamodule.batch_size * parts
+        step = batch_idx // trainer.accumulate_grad_batches
+        tokens = trainer.datamodule.step_answer_tokens(self.current_epoch, step, global_batch)
+        return {"num_items_in_batch": tokens / parts}
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self.log("val/loss", self.model(**batch).loss, batch_size=batch["input_ids"].shape[0])
