@@ -155,3 +155,12 @@ def test_micro_batches_train_the_run_that_whole_batches_train(make_cfg, tmp_path
     assert len(losses[0]) == 3
     # Each step's loss is one mean over the global batch's answer tokens, however the batch is split.
     assert losses[1] == pytest.approx(losses[0], rel=1e-5)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+def test_a_sweep_asking_for_gpus_here_is_refused_before_its_plan(checkout, cache_dir, capsys):
+    (checkout / "ablations" / "toy.yaml").write_text(TOY.replace("trainer.accelerator=cpu, ", ""))
+    assert main(["sweep", "toy", f"paths.cache_dir={cache_dir}"]) == 2
+    err = capsys.readouterr().err
+    assert "ablations/toy.yaml: arm 'mlp': trainer.accelerator" in err and "no CUDA device" in err
+    assert not (checkout / "results").exists()

@@ -140,9 +140,9 @@ def test_sigterm_during_evaluation_keeps_the_training_cost(checkout, cache_dir, 
 
 
 def test_a_finished_run_trained_again_keeps_its_cost_and_loss_log(checkout, cache_dir, reference):
-    assert resume(cache_dir) == 0
+    assert resume(cache_dir, "checkpoint.keep=true") == 0
     first = outputs(checkout)
-    first["path"].unlink()  # a deleted (or corrupt) record: the run resumes from its final checkpoint
+    first["path"].unlink()  # a deleted (or corrupt) record: the run resumes from its kept final checkpoint
     assert resume(cache_dir) == 0
     again = outputs(checkout)
     assert again["log"] == first["log"] and again["predictions"] == first["predictions"]
@@ -159,3 +159,17 @@ def test_sigkill_in_the_first_of_two_stages(checkout, cache_dir, tmp_path_factor
     assert child.returncode == -signal.SIGKILL, child.stderr[-2000:]
     assert resume(cache_dir, *two) == 0
     assert_same_run(outputs(checkout), reference, steps=20)
+
+
+def test_sigkill_mid_accumulation_resumes_at_the_step_boundary(checkout, cache_dir, tmp_path_factory):
+    """With micro-batches, a checkpoint is only taken on the micro-batch that completes a step: one taken between
+    would hold half a step's gradients and make the resumed run train a micro-batch twice."""
+    micro = ("performance.micro_batch_size=2",)  # two micro-batches per step of 4
+    reference = uninterrupted(tmp_path_factory.mktemp("micro"), cache_dir, *micro)
+    child = interrupt("training", 13, "SIGKILL", cache_dir, checkout, *micro)
+    assert child.returncode == -signal.SIGKILL, child.stderr[-2000:]
+    state = checkpoint_state(checkout)
+    assert state["global_step"] == 10 and state["loops"]["fit_loop"]["epoch_loop.batch_progress"]["current"][
+        "completed"] % 2 == 0
+    assert resume(cache_dir, *micro) == 0
+    assert_same_run(outputs(checkout), reference)

@@ -110,6 +110,9 @@ def _tune(axis: str, trials: int | None, overrides: list[str], ablations_dir: Pa
             return compose(config_name="train", overrides=extra)
 
         try:
+            # At a scale (`+scale=paper`), the arms are the ones the file's `scales.<name>` block gives them.
+            scales = [path.stem for path in (Path(CONF_DIR) / "scale").glob("*.yaml")]
+            spec = spec.at_scale(OmegaConf.select(compose_train(list(overrides)), "scale.name", default=None), scales)
             plans = plan_tuning(spec, compose_train, tuple(overrides), results_dir)
         except AblationError as err:
             print(f"vlmlab tune: {err}", file=sys.stderr)

@@ -18,8 +18,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from vlmlab.errors import ConfigError
 from vlmlab.results.records import RecordError, is_done, newer_schema, record_path, write_plan
-from vlmlab.sweep.ablation import AblationError, load_ablation
+from vlmlab.sweep.ablation import AblationError, AblationSpec, load_ablation
 from vlmlab.sweep.plan import Job, check_writable, plan_sweep
+from vlmlab.train.parallel import check_devices
 from vlmlab.tune.best import best_path, tuned_overrides
 
 log = logging.getLogger(__name__)
@@ -53,9 +54,13 @@ class AblationSweeper(Sweeper):
         sweep_dir = Path(self.config.hydra.sweep.dir)
         # Every check before plan.json is written: a refused sweep leaves results/ as it found it.
         try:
-            spec = load_ablation(paths.ablations_dir, self.axis)
+            # `+scale=paper` (conf/scale/paper.yaml) sets scale.name: the file's arms as that scale has them.
+            scale = OmegaConf.select(self.config, "scale.name", default=None)
+            spec = load_ablation(paths.ablations_dir, self.axis).at_scale(scale, loader.get_group_options("scale"))
             tuned = tuned_overrides(spec, paths.results_dir, tuple(arguments)) if self.tuned else None
             jobs = plan_sweep(spec, compose, tuple(arguments), tuned)
+            if self._trains_here():
+                _check_devices(spec, jobs)
             check_writable("hydra.sweep.dir", sweep_dir)
         except (AblationError, ConfigError) as err:
             _refuse(err)
@@ -76,10 +81,24 @@ class AblationSweeper(Sweeper):
                  len(jobs) - len(todo) - len(kept), len(todo))
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
-        returns = self.launcher.launch([list(job.run.overrides) for job in todo], initial_job_idx=0) if todo else []
+        from hydra_plugins.vlmlab_submitit_launcher import submitit_launcher as launchers  # submitit
+
+        try:
+            returns = self.launcher.launch([list(job.run.overrides) for job in todo], initial_job_idx=0) if todo else []
+        except launchers.DEAD_JOB_ERRORS as err:  # killed, preempted or out of time: the table is still written
+            returns = err.returns if isinstance(err, launchers.JobsDied) else []
+            log.error("ablation %s: %s", spec.name, " ".join(str(err).splitlines()[:2]))  # the rest: the job's log
+            log.error("ablation %s: without a record: %s; the next sweep trains them (from their last checkpoints)",
+                      spec.name, ", ".join(launchers.runs_without_record(results, spec.name, todo)) or "none")
         if todo and self.config.logger.get("wandb"):
             self._log_summary(results, spec.name)
         return returns
+
+    def _trains_here(self) -> bool:
+        """Whether the jobs run on this machine (in-process, joblib, submitit_local), not on SLURM's nodes."""
+        from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
+
+        return not isinstance(self.launcher, SlurmLauncher)
 
     def _log_summary(self, results: Path, axis: str) -> None:
         """The ablation's table as a wandb.Table in a summary run of the sweep's group."""
@@ -95,6 +114,15 @@ def _refuse(err: Exception) -> NoReturn:
     """Stop the sweep on a user error: its message names the file, arm and key; a traceback would bury it."""
     print(f"vlmlab sweep: {err}", file=sys.stderr)
     raise SystemExit(2) from None
+
+
+def _check_devices(spec: AblationSpec, jobs: list[Job]) -> None:
+    """Refuse an arm whose trainer asks for devices this machine does not have (trainer=gpu without CUDA)."""
+    for job in {job.run.arm: job for job in jobs}.values():
+        try:
+            check_devices(job.config)
+        except ConfigError as err:
+            raise AblationError(f"{spec.path}: arm '{job.run.arm}': {err}") from None
 
 
 def _leave_alone(results: Path, axis: str, job: Job) -> bool:

@@ -78,10 +78,15 @@ def override_key(override: str) -> str:
 def tuned_overrides(
     spec: AblationSpec, results_dir: StrPath, extra: tuple[str, ...] = ()
 ) -> dict[str, tuple[str, ...]] | None:
-    """Per arm, the overrides that train it at its tuned values (and label them); None when `spec` was never tuned.
+    """Per arm, the overrides that train it at its tuned values (and label them); None when `spec` was never tuned
+    or is at a scale (`+scale=paper`).
 
     Raises AblationError when best.json does not fit the ablation file as it is now, or when `extra` sets a
     tuned key itself (the table would then claim a tuned value that was not trained)."""
+    if spec.scale is not None:
+        # best.json holds learning rates tuned on the tiny default models and does not say at which scale: a file
+        # without a `scales` block has the same arm overrides at every scale, and would get them for a 7B model.
+        return None
     best = read_best(results_dir, spec.name)
     if best is None:
         return None
