@@ -31,6 +31,7 @@ from vlmlab.sweep.provenance import provenance
 from vlmlab.sweep.ranks import LOCK_HELD, processes_to_start, start_ranks
 from vlmlab.train.checkpoints import remove_checkpoints
 from vlmlab.train.interrupt import RunInterrupted, stop_on_signals
+from vlmlab.train.parallel import global_rank
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ def run_job(cfg: DictConfig) -> str:
     lock = RunLock(lock_path(run_dir))
     # The ranks of one multi-process run are one trainer: the lock is rank 0's (or that of the process that
     # started them); the others train beside it.
-    if _global_rank() == 0 and LOCK_HELD not in os.environ and (holder := lock.acquire()) is not None:
+    if global_rank() == 0 and LOCK_HELD not in os.environ and (holder := lock.acquire()) is not None:
         log.warning("%s: being trained by %s; skipped", label, holder.describe())
         return "running"
     try:
@@ -111,7 +112,7 @@ def _train_and_record(cfg: DictConfig, rid: str, run_dir: Path, lock: RunLock, l
     """Train and evaluate under signal handling, then write the record and what goes beside it."""
     quiet_libraries()
     record = _new_record(cfg, rid)
-    reporting = _global_rank() == 0  # of a run's processes, rank 0 alone writes what the run produced
+    reporting = global_rank() == 0  # of a run's processes, rank 0 alone writes what the run produced
     outputs: dict[str, str] = {}  # suffix -> text, written beside the record
     dataset_version = None
     with stop_on_signals() as stop:
@@ -212,14 +213,6 @@ def _portable_path(value: str) -> str:
     if path.is_relative_to(root):
         return path.relative_to(root).as_posix() or "."
     return portable_text(value)
-
-
-def _global_rank() -> int:
-    """This process's rank in a multi-process run, from the variables launchers set (0 when alone)."""
-    for variable in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):  # torchrun / Lightning, SLURM's srun, Lightning's DDP
-        if os.environ.get(variable, "").isdigit():
-            return int(os.environ[variable])
-    return 0
 
 
 def _progress(results: Path, axis: str) -> str:

@@ -101,8 +101,11 @@ def log_sweep_summary(cfg: DictConfig, axis: str, table: "pandas.DataFrame") -> 
 
 def build_loggers(cfg: DictConfig, run_id: str) -> list[Logger]:
     """The dashboards the config asks for (wandb, or none). The run's own loss log is not one of them: it is
-    kept by the TrainingLedger inside the checkpoints, so that a resumed run has every row once."""
-    return [_wandb_logger(cfg, run_id)] if cfg.logger.get("wandb") else []
+    kept by the TrainingLedger inside the checkpoints, so that a resumed run has every row once. Of the processes
+    of a multi-process run, rank 0 alone has one: one wandb run per vlmlab run."""
+    from vlmlab.train.parallel import global_rank
+
+    return [_wandb_logger(cfg, run_id)] if cfg.logger.get("wandb") and global_rank() == 0 else []
 
 
 class StageLogger(Logger):

@@ -53,7 +53,9 @@ class VLMTrainingModule(L.LightningModule):
         tokens' summed loss over the step's answer tokens, times the parts Lightning and DDP average over, so
         the step's gradient is that of one mean over the whole global batch, whatever the split. Unsplit
         steps keep the LM's own per-batch mean."""
-        trainer = self.trainer
+        trainer = self._trainer  # None when a step is called by hand, outside a fit
+        if trainer is None:
+            return {}
         parts = trainer.world_size * trainer.accumulate_grad_batches
         if parts == 1 or trainer.datamodule is None or not hasattr(trainer.datamodule, "step_answer_tokens"):
             return {}

@@ -8,6 +8,7 @@ each process accumulates before the step. The same global batch on one GPU or ei
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +34,14 @@ def _count(value: Any, key: str) -> int | None:
             raise ConfigError(key, "is an empty list of devices")
         return len(value)
     raise ConfigError(key, f"must be a positive integer, a list of device ids, -1 or 'auto', got {value!r}")
+
+
+def global_rank() -> int:
+    """This process's rank in a multi-process run, from the variables launchers set (0 when alone)."""
+    for variable in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):  # torchrun / Lightning / vlmlab, SLURM's srun, Lightning
+        if os.environ.get(variable, "").isdigit():
+            return int(os.environ[variable])
+    return 0
 
 
 def visible_devices(accelerator: str) -> int:
