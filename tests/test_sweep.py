@@ -160,17 +160,6 @@ def test_wandb_runs_offline_with_axis_arm_and_metrics(workspace, cache_dir, monk
         assert key in log, key
 
 
-def test_another_hydra_launcher_runs_the_same_jobs(workspace, cache_dir):
-    """Jobs are plain Hydra jobs: submitit's local launcher (its SLURM one's twin) pickles and runs them elsewhere."""
-    (workspace / "ablations" / "toy.yaml").write_text(TOY.replace("seeds: [0, 1]", "seeds: [0]").replace(
-        "  pixel_shuffle: [model/connector=pixel_shuffle]\n", "").replace(
-        '  broken: ["optim.betas=[2.0,0.9]"]   # passes planning, fails when the optimizer is built\n', ""))
-    assert sweep(cache_dir, "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=5") == 0
-    found = records(workspace)
-    assert list(found) == [("mlp", 0)] and found[("mlp", 0)]["status"] == "done"
-    assert list((workspace / "outputs" / "hydra" / "toy" / ".submitit").iterdir()), "the job ran through submitit"
-
-
 @pytest.mark.parametrize("fusion", ["autoregressive", "cross_attention"])
 def test_k_shot_evaluation_runs_end_to_end(workspace, cache_dir, fusion):
     assert main(["train", f"paths.cache_dir={cache_dir}", "logger=none", "trainer.max_steps=2", "data.batch_size=2",

@@ -121,7 +121,16 @@ def check_devices(cfg: DictConfig) -> None:
     if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
         raise ConfigError("trainer.accelerator", f"is {accelerator!r} but this machine has no CUDA device "
                           "(torch.cuda.is_available() is False): use trainer=cpu, or run where the GPUs are")
+    nodes = _count(cfg.trainer.get("num_nodes", 1), "trainer.num_nodes") or 1
+    if nodes > 1 and not _launched_per_node():
+        raise ConfigError("trainer.num_nodes", f"is {nodes}: a run over several nodes needs a launcher on each "
+                          "(hydra/launcher=slurm, or torchrun on every node)")
     wanted = _count(cfg.trainer.get("devices", 1), "trainer.devices")
     have = visible_devices(accelerator)
     if accelerator in ("gpu", "cuda", "auto") and wanted is not None and wanted > have and torch.cuda.is_available():
         raise ConfigError("trainer.devices", f"asks for {wanted} devices but this machine has {have}")
+
+
+def _launched_per_node() -> bool:
+    """Whether a launcher (torchrun, srun) started this process as one rank of a run."""
+    return "LOCAL_RANK" in os.environ or "SLURM_PROCID" in os.environ
