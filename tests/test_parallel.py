@@ -108,7 +108,7 @@ seeds: [0]
 metrics: [synth_count, synth_vqa]
 common: [trainer.max_steps=3, data.batch_size=4, eval.limit_per_task=2, eval.max_new_tokens=3, logger=none,
          trainer.log_every_n_steps=1, trainer=ddp, trainer.accelerator=cpu, trainer.precision=32-true,
-         trainer.devices=2, performance.micro_batch_size=1]
+         trainer.devices=2, performance.micro_batch_size=1, data.num_workers=0, performance.pin_memory=false]
 arms:
   mlp: [model/connector=mlp]
 """

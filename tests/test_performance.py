@@ -71,3 +71,14 @@ def test_a_bf16_true_model_is_built_in_bf16(make_cfg):
         model = build_vlm(cfg.model, vocab_size=64, image_token_id=3, image_size=32)
     assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
     assert torch.get_default_dtype() == torch.float32
+
+
+def test_the_gpu_presets_turn_the_speed_knobs_on_and_keep_the_identity(make_cfg):
+    from vlmlab.sweep.identity import run_id
+
+    cpu = make_cfg("trainer.precision=bf16-mixed", "trainer.accelerator=gpu")
+    for preset in ("gpu", "ddp", "fsdp"):
+        cfg = make_cfg(f"trainer={preset}", "trainer.devices=1")
+        assert cfg.trainer.precision == "bf16-mixed" and cfg.trainer.accelerator == "gpu"
+        assert cfg.performance.fused_optimizer and cfg.performance.pin_memory and cfg.data.num_workers > 0
+        assert run_id(cfg) == run_id(cpu), f"trainer={preset}: the same run as its settings spelled out"
