@@ -8,6 +8,10 @@ RunInterrupted at once. A second Ctrl-C while a save is pending stops at once to
 is still there). RunInterrupted derives from BaseException, like KeyboardInterrupt, so that no `except
 Exception` between here and the command line (Hydra's job runner, the run's own failure handling) mistakes
 an interruption for a failed run.
+
+SIGUSR2 is what SLURM sends a job before its time limit (submitit asks for it, and requeues the job from its
+own handler). It stops the run the same way, and once the checkpoint is saved the signal is handed on to the
+handler that was there before (submitit's), so the job is requeued and resumes from that very checkpoint.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
 
-HANDLED = (signal.SIGTERM, signal.SIGINT)
+HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR2)
 
 
 class RunInterrupted(BaseException):
@@ -73,6 +77,7 @@ class StopRequest:
         if self._deferring and not (self.signum == signal.SIGINT and signum == signal.SIGINT):
             self.signum = self.signum or signum
             return
+        self.signum = self.signum or signum
         raise RunInterrupted(signum)
 
 
@@ -90,3 +95,5 @@ def stop_on_signals() -> Iterator[StopRequest]:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+        if stop.signum == signal.SIGUSR2 and callable(previous[signal.SIGUSR2]):
+            signal.raise_signal(signal.SIGUSR2)  # the checkpoint is saved: now submitit may requeue the job
