@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from vlmlab.errors import ConfigError
 from vlmlab.models.vlm import VisionLanguageModel
@@ -55,9 +56,16 @@ def build_vlm(model_cfg: DictConfig, vocab_size: int, image_token_id: int, image
 
 
 def check_model_config(model_cfg: DictConfig, image_size: int) -> VisionLanguageModel:
-    """The model built on the meta device (no memory, no weights), to refuse bad configs before training."""
+    """The model built on the meta device (no memory, no weights), to refuse bad configs before training; one
+    build per distinct model config and resolution (a sweep's seeds, and arms that change only the data, share
+    it: building a 7B model with adapters, even on meta, takes most of a second). Callers only read it."""
+    return _meta_model(OmegaConf.to_yaml(model_cfg, resolve=True), image_size)
+
+
+@functools.lru_cache(maxsize=64)
+def _meta_model(model_yaml: str, image_size: int) -> VisionLanguageModel:
     with torch.device("meta"):
-        return build_vlm(model_cfg, vocab_size=256, image_token_id=0, image_size=image_size)
+        return build_vlm(OmegaConf.create(model_yaml), vocab_size=256, image_token_id=0, image_size=image_size)
 
 
 def count_parameters(model: VisionLanguageModel) -> dict[str, Any]:
