@@ -6,6 +6,7 @@ imports are paid once per sweep), joblib, or submitit for SLURM.
 
 from __future__ import annotations
 
+import copy
 import logging
 import sys
 from pathlib import Path
@@ -38,9 +39,12 @@ class AblationSweeper(Sweeper):
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config = config
-        self.hydra_context = hydra_context
+        # Planning composes every job's config; the launcher then composes the same ones again. Half a second
+        # each with Hydra: the launcher gets the planned ones instead.
+        self.hydra_context = HydraContext(config_loader=_ComposedOnce(hydra_context.config_loader),
+                                          callbacks=hydra_context.callbacks)
         self.launcher = Plugins.instance().instantiate_launcher(
-            hydra_context=hydra_context, task_function=task_function, config=config
+            hydra_context=self.hydra_context, task_function=task_function, config=config
         )
 
     def sweep(self, arguments: list[str]) -> Any:
@@ -108,6 +112,26 @@ class AblationSweeper(Sweeper):
 
         plan, runs, _warnings = load_axis(results, axis)
         log_sweep_summary(self.config, axis, summarise(plan, runs))
+
+
+class _ComposedOnce:
+    """A config loader that composes each job's config once per sweep and hands out copies (a launcher edits
+    the config it gets); everything else goes to Hydra's own loader."""
+
+    def __init__(self, loader: Any) -> None:
+        self._loader = loader
+        self._composed: dict[tuple[str, ...], DictConfig] = {}
+
+    def load_sweep_config(self, master_config: DictConfig, sweep_overrides: list[str]) -> DictConfig:
+        key = tuple(sweep_overrides)
+        if key not in self._composed:
+            self._composed[key] = self._loader.load_sweep_config(master_config, list(sweep_overrides))
+        return copy.deepcopy(self._composed[key])
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "_loader":  # not set yet: the loader is being unpickled (submitit ships it to its jobs)
+            raise AttributeError(name)
+        return getattr(self._loader, name)
 
 
 def _refuse(err: Exception) -> NoReturn:
