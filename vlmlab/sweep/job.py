@@ -1,11 +1,15 @@
-"""The task function Hydra launches: one (arm, seed) run, trained by one process, its record written whatever happens.
+"""The task function Hydra launches: one (arm, seed) run, trained by one trainer, its record written whatever happens.
+
+A run of several processes (DDP, FSDP) is one trainer: its processes come from SLURM or torchrun, or from
+here (vlmlab.sweep.ranks), and rank 0 alone evaluates and writes what the run produced.
 
 A run holds a lock while it trains (vlmlab.sweep.lock), so two sweeps of one ablation never train the same
 run: the second skips it and reports who holds it. SIGTERM and SIGINT stop a run at its next checkpoint
 (vlmlab.train.interrupt); it resumes exactly when the sweep is started again. A run that fails gets a
 `failed` record and the sweep goes on. A trained run whose outputs cannot be written (a full disk, a
 read-only folder) is reported with the path at fault, leaves no orphan file beside a missing record, and
-keeps its final checkpoint, so the next sweep writes it without training again.
+keeps its final checkpoint, so the next sweep writes it without training again. A done run's checkpoints are
+removed unless `checkpoint.keep` says otherwise.
 """
 
 from __future__ import annotations
