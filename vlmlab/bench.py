@@ -30,6 +30,7 @@ from vlmlab.cli import CONF_DIR
 from vlmlab.data.collate import VLMCollator
 from vlmlab.train import run
 from vlmlab.train.datamodule import VLMDataModule
+from vlmlab.train.memory import memory_probe
 from vlmlab.train.module import VLMTrainingModule
 from vlmlab.train.parallel import Parallelism
 from vlmlab.train.performance import training_device
@@ -40,7 +41,8 @@ from vlmlab.train.stages import resolve_stages
 
 @dataclass
 class Measured:
-    """One loop's timing: seconds per step after the warm-up, peak memory in MB, seconds waiting for data."""
+    """One loop's timing: seconds per step after the warm-up, peak memory in MB (the CUDA allocator's on a GPU,
+    the resident set's growth on the CPU), seconds waiting for data."""
 
     step_s: float
     peak_mb: float | None
@@ -50,16 +52,6 @@ class Measured:
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def _reset_peak(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.init()
-        torch.cuda.reset_peak_memory_stats(device)
-
-
-def _peak(device: torch.device) -> float | None:
-    return torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
 
 
 def _setup(cfg: DictConfig):
@@ -102,10 +94,11 @@ def lightning_loop(cfg: DictConfig, steps: int, warmup: int) -> Measured:
                           default_root_dir=str(Path(cfg.paths.output_dir) / "bench"),
                           **Parallelism.from_config(cfg, devices=1).trainer_arguments(),
                           **strategy_for(cfg.trainer, model))
-    _reset_peak(device)
+    probe = memory_probe(device)
+    probe.start()
     trainer.fit(VLMTrainingModule(model, cfg.optim, warmup + steps, cfg.get("performance")), datamodule)
     ends = timer.ends[warmup - 1:] if warmup else timer.ends
-    return Measured((ends[-1] - ends[0]) / (len(ends) - 1), _peak(device))
+    return Measured((ends[-1] - ends[0]) / (len(ends) - 1), probe.stop())
 
 
 def bare_loop(cfg: DictConfig, steps: int, warmup: int) -> Measured:
@@ -120,7 +113,8 @@ def bare_loop(cfg: DictConfig, steps: int, warmup: int) -> Measured:
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16-mixed")
     batches = iter(_endless(datamodule))
     model.train()
-    _reset_peak(device)
+    probe = memory_probe(device)
+    probe.start()
     waited, started = 0.0, 0.0
     for step in range(warmup + steps):
         if step == warmup:
@@ -137,7 +131,7 @@ def bare_loop(cfg: DictConfig, steps: int, warmup: int) -> Measured:
         optimizer.step()
         scheduler.step()
     _sync(device)
-    return Measured((time.perf_counter() - started) / steps, _peak(device), waited / steps)
+    return Measured((time.perf_counter() - started) / steps, probe.stop(), waited / steps)
 
 
 def _endless(datamodule: VLMDataModule):
@@ -179,7 +173,7 @@ def main() -> None:
         mfu = flops_per_sample * batch / step / (args.peak_tflops * 1e12) if device.type == "cuda" else None
         print(f"{label}: {1000 * step:8.1f} ms/step  {batch / step:8.1f} samples/s"
               + (f"  MFU {100 * mfu:5.1f}%" if mfu is not None else "")
-              + (f"  peak {peak / 1024:6.2f} GiB" if peak is not None else ""))
+              + (f"  peak {peak / 1024:6.2f} GiB ({memory_probe(device).kind})" if peak is not None else ""))
     data_share = statistics.median(r.data_s / r.step_s for r in bare)
     print(f"data loading: {100 * data_share:.1f}% of a bare step")
     ratio = statistics.median(r.step_s for r in lit) / statistics.median(r.step_s for r in bare)

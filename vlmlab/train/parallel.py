@@ -44,6 +44,14 @@ def global_rank() -> int:
     return 0
 
 
+def local_rank() -> int:
+    """This process's index among the run's processes on its node (0 when alone)."""
+    for variable in ("LOCAL_RANK", "SLURM_LOCALID"):  # torchrun / Lightning / vlmlab's launcher, SLURM's srun
+        if os.environ.get(variable, "").isdigit():
+            return int(os.environ[variable])
+    return 0
+
+
 def visible_devices(accelerator: str) -> int:
     """How many devices of `accelerator` this machine has (1 for the CPU: one process trains there)."""
     if accelerator in ("gpu", "cuda"):

@@ -6,7 +6,6 @@ Where a model is built also belongs here: on the device the process trains on an
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 
@@ -15,6 +14,7 @@ from omegaconf import DictConfig
 from torch import nn
 from transformers import PreTrainedModel
 
+from vlmlab.train.parallel import local_rank
 from vlmlab.train.sharding import layer_classes
 
 # Lightning precisions whose weights themselves are in a half type; the mixed ones keep fp32 weights.
@@ -23,14 +23,6 @@ _WEIGHT_DTYPES = {"bf16-true": torch.bfloat16, "bf16": torch.bfloat16, "16-true"
 
 # The mixed precisions: fp32 weights, computation autocast to a half type.
 _AUTOCAST_DTYPES = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
-
-
-def local_rank() -> int:
-    """This process's index among the run's processes on its node (0 when alone)."""
-    for variable in ("LOCAL_RANK", "SLURM_LOCALID"):  # torchrun / Lightning / vlmlab's launcher, SLURM's srun
-        if os.environ.get(variable, "").isdigit():
-            return int(os.environ[variable])
-    return 0
 
 
 def training_device(trainer: DictConfig) -> torch.device:
