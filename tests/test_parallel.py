@@ -153,12 +153,13 @@ def test_a_sweep_asking_for_gpus_here_is_refused_before_its_plan(checkout, cache
 
 
 def test_several_nodes_without_a_launcher_on_each_are_refused(make_cfg, monkeypatch):
-    for variable in ("LOCAL_RANK", "SLURM_PROCID"):
+    for variable in ("LOCAL_RANK", "SLURM_PROCID", "SLURM_NTASKS", "TORCHELASTIC_RUN_ID"):
         monkeypatch.delenv(variable, raising=False)
     cfg = make_cfg("trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.num_nodes=2",
                    "data.batch_size=8")
     with pytest.raises(ConfigError) as err:
         check_devices(cfg)
     assert err.value.key == "trainer.num_nodes" and "hydra/launcher=slurm" in str(err.value)
-    monkeypatch.setenv("SLURM_PROCID", "3")  # one task of a SLURM job: the launcher started every rank
+    monkeypatch.setenv("SLURM_NTASKS", "4")  # one task of a SLURM job (srun sets both): the launcher started
+    monkeypatch.setenv("SLURM_PROCID", "3")  # every rank
     check_devices(cfg)

@@ -27,14 +27,12 @@ from lightning.fabric.utilities.apply_func import move_data_to_device
 from omegaconf import DictConfig
 
 from vlmlab.cli import CONF_DIR
-from vlmlab.data.collate import VLMCollator
 from vlmlab.train import run
 from vlmlab.train.datamodule import VLMDataModule
 from vlmlab.train.memory import memory_probe
 from vlmlab.train.module import VLMTrainingModule
 from vlmlab.train.parallel import Parallelism
 from vlmlab.train.performance import training_device
-from vlmlab.train.sample_cost import training_sample_cost
 from vlmlab.train.sharding import strategy_for
 from vlmlab.train.stages import resolve_stages
 
@@ -55,22 +53,11 @@ def _sync(device: torch.device) -> None:
 
 
 def _setup(cfg: DictConfig):
-    """The model (built as a run builds it), its data module and the FLOPs of one training sample."""
-    spec = instantiate(cfg.data.suite)
-    images = instantiate(cfg.data.image, _convert_="all")
-    tokenizer = run._tokenizer(spec, str(cfg.paths.cache_dir), run.all_templates(cfg.data), None)
+    """The model and its data module, built as a run builds them, and the FLOPs of one training sample."""
+    spec, tokenizer = run.suite_and_tokenizer(cfg)
     model = run._build_model(cfg, resolve_stages(cfg), tokenizer, upto=0)
-    collator = VLMCollator(tokenizer, images, model.sequence_tokens, cfg.data.prompt_template,
-                           run.prompt_templates(cfg.data))
-    train = run._examples(spec, str(cfg.paths.cache_dir), images, "train")
-    layout = Parallelism.from_config(cfg, devices=1)
-    performance = cfg.get("performance") or {}
-    datamodule = VLMDataModule(train, train[:16], collator, layout.micro_batch, cfg.seed, cfg.data.num_workers,
-                               pin_memory=bool(performance.get("pin_memory")),
-                               prefetch_factor=performance.get("prefetch_factor"))
-    sample = training_sample_cost(model, collator, images, datamodule.train_examples, datamodule.train_weights,
-                                  layout.micro_batch)
-    return model, datamodule, sample.flops
+    data = run.stage_data(cfg, model, spec, tokenizer, Parallelism.from_config(cfg, devices=1))
+    return model, data.datamodule, data.sample.flops
 
 
 class _StepTimes(L.Callback):

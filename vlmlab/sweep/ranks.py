@@ -20,21 +20,10 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from vlmlab.train.parallel import Parallelism
+from vlmlab.train.parallel import Parallelism, launched_from_outside
 
 # Set in the rank processes: the sweep's process holds the run's lock for them.
 LOCK_HELD = "VLMLAB_LOCK_HELD_BY_PARENT"
-# Variables by which an outside launcher tells a process its rank.
-_LAUNCHED = ("LOCAL_RANK", "TORCHELASTIC_RUN_ID")
-
-
-def launched_from_outside() -> bool:
-    """Whether this process is one rank of a run some launcher (torchrun, srun, submitit, vlmlab) started."""
-    if any(variable in os.environ for variable in _LAUNCHED):
-        return True
-    return int(os.environ.get("SLURM_NTASKS", "1") or 1) > 1 and "SLURM_PROCID" in os.environ
-
-
 def processes_to_start(cfg: DictConfig) -> int:
     """How many processes this node must start for the run: 0 when it trains in this process."""
     layout = Parallelism.from_config(cfg)

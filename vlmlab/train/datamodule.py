@@ -57,8 +57,9 @@ class VLMDataModule(L.LightningDataModule):
         if self.trainer is not None:  # the processes of one run share its order, each its own chunks
             self.sampler.shard(self.trainer.global_rank, self.trainer.world_size)
 
-    def step_answer_tokens(self, epoch: int, step: int, global_batch: int) -> int:
+    def step_answer_tokens(self, epoch: int, step: int) -> int:
         """Answer tokens in the samples of optimizer step `step` of `epoch` (the global batch, every process's)."""
+        global_batch = self.batch_size * self.trainer.world_size * self.trainer.accumulate_grad_batches
         if self._step_tokens is None or self._step_tokens[0] != (epoch, global_batch):
             if self._answer_tokens is None:  # counted once: tokenising the answers again per step would cost
                 self._answer_tokens = torch.tensor([self.collator.answer_tokens(ex) for ex in self.train_examples])

@@ -59,9 +59,8 @@ class VLMTrainingModule(L.LightningModule):
         parts = trainer.world_size * trainer.accumulate_grad_batches
         if parts == 1 or trainer.datamodule is None or not hasattr(trainer.datamodule, "step_answer_tokens"):
             return {}
-        global_batch = trainer.datamodule.batch_size * parts
         step = batch_idx // trainer.accumulate_grad_batches
-        tokens = trainer.datamodule.step_answer_tokens(self.current_epoch, step, global_batch)
+        tokens = trainer.datamodule.step_answer_tokens(self.current_epoch, step)
         return {"num_items_in_batch": tokens / parts}
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:

@@ -52,6 +52,13 @@ def local_rank() -> int:
     return 0
 
 
+def launched_from_outside() -> bool:
+    """Whether this process is one rank of a run some launcher (torchrun, srun, submitit, vlmlab) started."""
+    if "LOCAL_RANK" in os.environ or "TORCHELASTIC_RUN_ID" in os.environ:
+        return True
+    return int(os.environ.get("SLURM_NTASKS", "1") or 1) > 1 and "SLURM_PROCID" in os.environ
+
+
 def visible_devices(accelerator: str) -> int:
     """How many devices of `accelerator` this machine has (1 for the CPU: one process trains there)."""
     if accelerator in ("gpu", "cuda"):
@@ -130,15 +137,10 @@ def check_devices(cfg: DictConfig) -> None:
         raise ConfigError("trainer.accelerator", f"is {accelerator!r} but this machine has no CUDA device "
                           "(torch.cuda.is_available() is False): use trainer=cpu, or run where the GPUs are")
     nodes = _count(cfg.trainer.get("num_nodes", 1), "trainer.num_nodes") or 1
-    if nodes > 1 and not _launched_per_node():
+    if nodes > 1 and not launched_from_outside():
         raise ConfigError("trainer.num_nodes", f"is {nodes}: a run over several nodes needs a launcher on each "
                           "(hydra/launcher=slurm, or torchrun on every node)")
     wanted = _count(cfg.trainer.get("devices", 1), "trainer.devices")
     have = visible_devices(accelerator)
     if accelerator in ("gpu", "cuda", "auto") and wanted is not None and wanted > have and torch.cuda.is_available():
         raise ConfigError("trainer.devices", f"asks for {wanted} devices but this machine has {have}")
-
-
-def _launched_per_node() -> bool:
-    """Whether a launcher (torchrun, srun) started this process as one rank of a run."""
-    return "LOCAL_RANK" in os.environ or "SLURM_PROCID" in os.environ

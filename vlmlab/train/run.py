@@ -38,7 +38,7 @@ from vlmlab.train.performance import (
     apply_performance, building_on, evaluation_precision, training_device, weight_dtype,
 )
 from vlmlab.train.sharding import full_weights, strategy_for
-from vlmlab.train.sample_cost import inference_sample_flops, training_sample_cost
+from vlmlab.train.sample_cost import SampleCost, inference_sample_flops, training_sample_cost
 from vlmlab.train.stages import Stage, adaptation_changed, resolve_stages
 
 
@@ -128,26 +128,45 @@ class _StageResult:
     strategy: L.pytorch.strategies.Strategy
 
 
+@dataclass
+class StageData:
+    """What one stage trains on: images and collator for `model`, the data module, one sample's cost."""
+
+    images: ImageProcessor
+    collator: VLMCollator
+    datamodule: VLMDataModule
+    sample: SampleCost
+
+
+def stage_data(cfg: DictConfig, model: VisionLanguageModel, spec: Suite, tokenizer: PreTrainedTokenizerBase,
+               layout: Parallelism) -> StageData:
+    """The data of a stage with config `cfg`, in micro-batches of `layout` (`make bench` builds it this way too)."""
+    cache_dir, performance = str(cfg.paths.cache_dir), cfg.get("performance") or {}
+    images: ImageProcessor = instantiate(cfg.data.image, _convert_="all")
+    collator = VLMCollator(tokenizer, images, model.sequence_tokens, cfg.data.prompt_template,
+                           prompt_templates(cfg.data))
+    datamodule = VLMDataModule(_examples(spec, cache_dir, images, "train"),
+                               _examples(spec, cache_dir, images, "validation"),
+                               collator, layout.micro_batch, cfg.seed, cfg.data.num_workers, cfg.data.get("mixture"),
+                               pin_memory=bool(performance.get("pin_memory")),
+                               prefetch_factor=performance.get("prefetch_factor"))
+    # Resolved with the model as this stage trains it: what trains decides what a backward costs.
+    sample = training_sample_cost(model, collator, images, datamodule.train_examples, datamodule.train_weights,
+                                  layout.micro_batch)
+    return StageData(images, collator, datamodule, sample)
+
+
 def _train_stage(
     stage: Stage, model: VisionLanguageModel, spec: Suite, tokenizer: PreTrainedTokenizerBase, loggers: list,
     offset: int, checkpoint_dir: Path, stop: StopRequest | None, validate: bool = False,
 ) -> _StageResult:
     """Train `model` for one stage, resuming exactly from its last checkpoint if any, with the validation loss
     of the trained model in its cost when `validate`."""
-    cfg, cache_dir, batch = stage.config, str(stage.config.paths.cache_dir), stage.config.data.batch_size
+    cfg, batch = stage.config, stage.config.data.batch_size
     layout = Parallelism.from_config(cfg)  # batch is the global batch; each process runs micro-batches of it
-    performance = cfg.get("performance") or {}
-    images: ImageProcessor = instantiate(cfg.data.image, _convert_="all")
-    collator = VLMCollator(tokenizer, images, model.sequence_tokens, cfg.data.prompt_template,
-                           prompt_templates(cfg.data))
-    train = _examples(spec, cache_dir, images, "train")
-    datamodule = VLMDataModule(train, _examples(spec, cache_dir, images, "validation"),
-                               collator, layout.micro_batch, cfg.seed, cfg.data.num_workers, cfg.data.get("mixture"),
-                               pin_memory=bool(performance.get("pin_memory")),
-                               prefetch_factor=performance.get("prefetch_factor"))
-    # The budget resolves with the model as this stage trains it: what trains decides what a backward costs.
-    sample = training_sample_cost(model, collator, images, datamodule.train_examples, datamodule.train_weights,
-                                  layout.micro_batch)
+    data = stage_data(cfg, model, spec, tokenizer, layout)
+    images, collator, datamodule, sample = data.images, data.collator, data.datamodule, data.sample
+    train = _examples(spec, str(cfg.paths.cache_dir), images, "train")  # cached: the list the data module holds
     budget = Budget.from_config(cfg.get("budget"))
     steps = budget.steps(cfg.trainer.max_steps, batch, sample)
     last = checkpoint_dir / "last.ckpt"
@@ -163,7 +182,7 @@ def _train_stage(
         with stop.deferred() if stop is not None else nullcontext(), warnings.catch_warnings():
             # Lightning looks for the data position in the DataLoader; VLMDataModule keeps it instead.
             warnings.filterwarnings("ignore", message=".*your dataloader is not resumable.*")
-            trainer.fit(VLMTrainingModule(model, cfg.optim, steps, performance), datamodule,
+            trainer.fit(VLMTrainingModule(model, cfg.optim, steps, cfg.get("performance")), datamodule,
                         ckpt_path=last if last.exists() else None)
     except SIGTERMException:  # Lightning's own SIGTERM exit at an epoch end, between two of our checks
         raise RunInterrupted(signal.SIGTERM) from None
@@ -223,10 +242,11 @@ def _adapt_for_stage(model: VisionLanguageModel, before: Stage, stage: Stage) ->
             setattr(owner, module_attr[1], adaptation.apply(getattr(owner, module_attr[1])))
 
 
-def prepare_data(cfg: DictConfig) -> None:
-    """Build the run's dataset and tokenizer caches, so the processes of a multi-process run only read them."""
+def suite_and_tokenizer(cfg: DictConfig) -> tuple[Suite, PreTrainedTokenizerBase]:
+    """The run's suite and tokenizer, built (and cached on disk) the first time: a multi-process run's
+    launcher calls it first, so that its processes only read the caches."""
     spec: Suite = instantiate(cfg.data.suite)
-    _tokenizer(spec, str(cfg.paths.cache_dir), all_templates(cfg.data), cfg.model.lm.get("pretrained"))
+    return spec, _tokenizer(spec, str(cfg.paths.cache_dir), all_templates(cfg.data), cfg.model.lm.get("pretrained"))
 
 
 def _build_model(cfg: DictConfig, stages: list[Stage], tokenizer: PreTrainedTokenizerBase, upto: int,
@@ -248,9 +268,7 @@ def _build_model(cfg: DictConfig, stages: list[Stage], tokenizer: PreTrainedToke
 def _train(cfg: DictConfig, run_dir: Path, run_id: str, stop: StopRequest | None, validate: bool = False) -> _Trained:
     """Train the configured VLM stage by stage, resuming from the last checkpoints (and validate the last stage)."""
     stages = resolve_stages(cfg)
-    spec: Suite = instantiate(cfg.data.suite)
-    cache_dir = str(cfg.paths.cache_dir)
-    tokenizer = _tokenizer(spec, cache_dir, all_templates(cfg.data), cfg.model.lm.get("pretrained"))
+    spec, tokenizer = suite_and_tokenizer(cfg)
     model = _build_model(cfg, stages, tokenizer, upto=0)
     loggers = build_loggers(cfg, run_id)
     stage_costs: list[dict] = []
