@@ -82,3 +82,22 @@ def test_the_gpu_presets_turn_the_speed_knobs_on_and_keep_the_identity(make_cfg)
         assert cfg.trainer.precision == "bf16-mixed" and cfg.trainer.accelerator == "gpu"
         assert cfg.performance.fused_optimizer and cfg.performance.pin_memory and cfg.data.num_workers > 0
         assert run_id(cfg) == run_id(cpu), f"trainer={preset}: the same run as its settings spelled out"
+
+
+def test_bf16_mixed_clips_the_gradients_of_a_fused_optimizer(checkout, cache_dir, monkeypatch):
+    """trainer=gpu's combination (bf16 autocast, fused AdamW, gradient clipping), which Lightning's mixed-precision
+    plugin refuses; run on the CPU, whose AdamW has a fused kernel too."""
+    import json
+
+    import vlmlab.train.module as module
+    from vlmlab.cli import main
+
+    monkeypatch.setattr(module, "fused_optimizer", lambda performance, device: {"fused": True})
+    clipped = []
+    clip = torch.nn.utils.clip_grad_norm_
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", lambda *a, **k: clipped.append(a[1]) or clip(*a, **k))
+    assert main(["train", f"paths.cache_dir={cache_dir}", "trainer.precision=bf16-mixed", "trainer.max_steps=2",
+                 "data.batch_size=4", "eval.limit_per_task=1", "eval.max_new_tokens=2", "logger=none"]) == 0
+    record = json.loads(next((checkout / "results" / "runs").rglob("*.json")).read_text())
+    assert record["status"] == "done", record["error"]
+    assert clipped == [1.0, 1.0], "once per step, at trainer.gradient_clip_val"

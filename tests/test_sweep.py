@@ -81,6 +81,7 @@ def test_sweep_trains_records_tabulates_then_skips_done_runs(workspace, cache_di
     first = table.read_bytes()
     assert b"| mlp (control) |" in first and b"failed" in first
     assert "| pixel_shuffle |" in capsys.readouterr().out
+    assert not (workspace / "outputs" / "wandb").exists(), "arms with logger=none: no dashboard, no summary run"
 
     # Re-run: the done runs are skipped (only the failed ones are retried) and the table is unchanged.
     counted_training.clear()

@@ -94,8 +94,10 @@ class AblationSweeper(Sweeper):
             log.error("ablation %s: %s", spec.name, " ".join(str(err).splitlines()[:2]))  # the rest: the job's log
             log.error("ablation %s: without a record: %s; the next sweep trains them (from their last checkpoints)",
                       spec.name, ", ".join(launchers.runs_without_record(results, spec.name, todo)) or "none")
-        if todo and self.config.logger.get("wandb"):
-            self._log_summary(results, spec.name)
+        # The summary goes where the runs' dashboards went: an ablation whose arms say `logger=none` has none.
+        dashboards = [job.config for job in todo if job.config.logger.get("wandb")]
+        if dashboards:
+            self._log_summary(dashboards[0], results, spec.name)
         return returns
 
     def _trains_here(self) -> bool:
@@ -104,14 +106,14 @@ class AblationSweeper(Sweeper):
 
         return not isinstance(self.launcher, SlurmLauncher)
 
-    def _log_summary(self, results: Path, axis: str) -> None:
+    def _log_summary(self, job_config: DictConfig, results: Path, axis: str) -> None:
         """The ablation's table as a wandb.Table in a summary run of the sweep's group."""
         from vlmlab.results.records import load_axis
         from vlmlab.results.tables import summarise
         from vlmlab.train.loggers import log_sweep_summary
 
         plan, runs, _warnings = load_axis(results, axis)
-        log_sweep_summary(self.config, axis, summarise(plan, runs))
+        log_sweep_summary(job_config, axis, summarise(plan, runs))
 
 
 class _ComposedOnce:

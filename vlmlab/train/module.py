@@ -7,7 +7,9 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.plugins import Precision
 from lightning.pytorch.strategies import FSDPStrategy
+from lightning.pytorch.utilities import GradClipAlgorithmType
 from omegaconf import DictConfig
 
 from vlmlab.errors import DivergedError
@@ -94,6 +96,25 @@ class VLMTrainingModule(L.LightningModule):
         state = checkpoint["state_dict"]
         for key in frozen & state.keys():
             del state[key]
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
+        """Clip as Lightning does, in the two cases where Lightning refuses to:
+        - Under FSDP each rank holds a shard of every gradient, so the norm must be taken across ranks: the FSDP
+          root computes it (Lightning's FSDP precision plugin refuses norm clipping outright).
+        - Lightning's mixed-precision plugin refuses any fused optimizer, because under fp16 that kernel unscales
+          the gradients itself. bf16 has no loss scaler and its gradients are the true ones, so they are clipped
+          as full precision would clip them (trainer=gpu is bf16-mixed with fused AdamW). Under fp16 the refusal
+          stands."""
+        if not gradient_clip_val:
+            return
+        algorithm = GradClipAlgorithmType(gradient_clip_algorithm or GradClipAlgorithmType.NORM)
+        strategy, plugin = self.trainer.strategy, self.trainer.precision_plugin
+        if isinstance(strategy, FSDPStrategy) and algorithm is GradClipAlgorithmType.NORM:
+            strategy.model.clip_grad_norm_(gradient_clip_val)
+        elif getattr(plugin, "scaler", None) is None:
+            Precision.clip_gradients(plugin, optimizer, gradient_clip_val, algorithm)
+        else:
+            super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
     def configure_optimizers(self):
         optimizer = torch.optim.AdamW(self.parameter_groups(), betas=tuple(self.optim.betas), eps=self.optim.eps,
