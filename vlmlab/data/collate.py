@@ -37,6 +37,21 @@ class Example:
             self.references = (self.answer,)
 
 
+@dataclass
+class Document:
+    """An interleaved document (a web page, as OBELICS holds them; the synthetic suite's `story` task): text
+    segments and images in reading order, 0 to N images. Training places each image's placeholders at its
+    position and puts the loss on every text token; a mixture weights documents by `task`, as it does examples.
+    """
+
+    parts: tuple[str | torch.Tensor, ...]  # a str is a text segment, a tensor an image's uint8 pixels [3, H, W]
+    task: str
+
+    @property
+    def images(self) -> tuple[torch.Tensor, ...]:
+        return tuple(part for part in self.parts if isinstance(part, torch.Tensor))
+
+
 class VLMCollator:
     """Turns examples into model inputs: [bos] <image>*N prompt [answer eos], N from the image's views.
 
