@@ -1,4 +1,4 @@
-# vlmlab: `make sweep AXIS=connector`, `make tune AXIS=connector`, `make tables`, `make test`. Every target installs what it needs first.
+# vlmlab: `make sweep AXIS=connector`, `make tune AXIS=connector`, `make prefetch AXIS=connector`, `make tables`, `make test`. Every target installs what it needs first.
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -13,7 +13,7 @@ ARGS ?=
 # Trials per arm for `make tune`; empty: the ablation file's `tune.trials`, else 6.
 TRIALS ?=
 
-.PHONY: install sweep tune tables sync status test test-slow test-gpu bench bench-gpu clean-outputs
+.PHONY: install sweep prefetch tune tables sync status test test-slow test-gpu bench bench-gpu clean-outputs
 
 install: $(STAMP)
 
@@ -27,6 +27,10 @@ $(STAMP): pyproject.toml
 
 sweep: install
 	$(BIN)/vlmlab sweep $(AXIS) $(ARGS)
+
+prefetch: install
+	# what the sweep's runs read from the hub, into the Hugging Face cache, for nodes with HF_HUB_OFFLINE=1
+	$(BIN)/vlmlab prefetch $(AXIS) $(ARGS)
 
 tune: install
 	$(BIN)/vlmlab tune $(AXIS) $(if $(TRIALS),--trials $(TRIALS)) $(ARGS)

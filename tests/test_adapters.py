@@ -222,3 +222,33 @@ def test_sequence_style_answers_and_plain_rows():
     streamed = IterableDataset.from_generator(lambda: iter([{"image": png(), "question": "q?", "question_id": 2,
                                                              "answers": [{"answer": "no"}] * 10}]))
     assert next(to_samples(adapter("vqav2"), streamed, "train")).sample_id == "2"
+
+
+OBELICS = Features({"images": List(Value("string")), "texts": List(Value("string")),
+                    "metadata": Value("string"), "general_metadata": Value("string")})
+
+
+def test_obelics_documents_keep_their_order_and_count_what_they_lose(tmp_path):
+    from vlmlab.data.adapters import image_file_name, load_documents
+
+    store = tmp_path / "store"
+    store.mkdir()
+    (store / image_file_name("https://x/1.png")).write_bytes(png(5, 4)["bytes"])
+    (store / image_file_name("https://x/bad.png")).write_bytes(b"not an image")
+    rows = [
+        {"images": [None, "https://x/1.png", None], "texts": ["before", None, "after"]},
+        {"images": [None, "https://x/missing.png", "https://x/bad.png", None], "texts": ["a", None, None, "b"]},
+        {"images": [None, None], "texts": ["two lists", None]},           # position 1: neither text nor image
+        {"images": ["https://x/1.png"], "texts": [None]},                  # no text left to learn from
+    ]
+    path = tmp_path / "train.parquet"
+    Dataset.from_list([r | {"metadata": "[]", "general_metadata": "{}"} for r in rows], features=OBELICS).to_parquet(path)
+    skipped = Counter()
+    docs = list(load_documents("obelics", "train", data_files=[str(path)], image_store=str(store), skipped=skipped))
+    assert [type(p).__name__ for p in docs[0].parts] == ["str", "Image", "str"] and docs[0].parts[1].size == (5, 4)
+    assert docs[1].parts == ["a", "b"] and docs[1].sample_id == "1"
+    assert skipped == {"image_not_fetched": 1, "undecodable_image": 1, "misaligned_document": 1, "no_text": 1}
+    with pytest.raises(DatasetFormatError, match="obelics split 'train': all 1 rows were skipped"):
+        path2 = tmp_path / "bad.parquet"
+        Dataset.from_list([rows[2] | {"metadata": "", "general_metadata": ""}], features=OBELICS).to_parquet(path2)
+        list(load_documents("obelics", "train", data_files=[str(path2)]))

@@ -7,6 +7,7 @@ from collections import Counter
 import pytest
 import torch
 
+from vlmlab.data.arrow_samples import InMemorySamples
 from vlmlab.data.collate import Example
 from vlmlab.data.examples import split_examples
 from vlmlab.data.images import SquareResize
@@ -37,7 +38,7 @@ class _Collator:
 
 
 def test_a_mixture_weights_tasks_not_rows_and_drops_zero_weights():
-    train = [example("caption")] * 300 + [example("ocr")] * 100 + [example("vqa")] * 50
+    train = InMemorySamples([example("caption")] * 300 + [example("ocr")] * 100 + [example("vqa")] * 50)
     dm = VLMDataModule(train, [], _Collator(), batch_size=10, seed=0, mixture={"caption": 1.0, "ocr": 3.0, "vqa": 0})
     drawn = Counter(task for batch in dm.train_dataloader() for task in batch)
     assert "vqa" not in drawn
@@ -45,7 +46,7 @@ def test_a_mixture_weights_tasks_not_rows_and_drops_zero_weights():
 
 
 def test_no_mixture_keeps_the_plain_shuffle():
-    train = [example("a")] * 7 + [example("b")] * 9
+    train = InMemorySamples([example("a")] * 7 + [example("b")] * 9)
     dm = VLMDataModule(train, [], _Collator(), batch_size=4, seed=0)
     assert sorted(task for batch in dm.train_dataloader() for task in batch) == sorted(["a"] * 7 + ["b"] * 9)
 

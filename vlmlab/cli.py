@@ -6,13 +6,16 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import hydra
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from vlmlab.train.interrupt import RunInterrupted  # signal and threading only: no heavy imports
+
+if TYPE_CHECKING:
+    from vlmlab.data.hub_files import HubFiles
 
 # The config tree lives beside the package in the repository (the product's layout), not inside it.
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
@@ -22,6 +25,9 @@ vlmlab sweep AXIS [key=value ...] every (arm, seed) of ablations/AXIS.yaml (at e
                                   `vlmlab tune AXIS` ran; --untuned ignores them), then its table
 vlmlab tune AXIS [--trials N] [key=value ...]
                                   per arm, an Optuna search of the learning rate on a short run; resumes
+vlmlab prefetch AXIS [--untuned] [key=value ...]
+                                  download what the sweep's runs read from the Hugging Face hub (dataset files,
+                                  pretrained models) into its cache, for a cluster that runs with HF_HUB_OFFLINE=1
 vlmlab tables                     regenerate every table from results/ alone
 vlmlab status AXIS                every planned run of an ablation: done, running, failed, missing; time left
 vlmlab list                       the ablations in ablations/"""
@@ -111,14 +117,79 @@ def _tune(axis: str, trials: int | None, overrides: list[str], ablations_dir: Pa
 
         try:
             # At a scale (`+scale=paper`), the arms are the ones the file's `scales.<name>` block gives them.
-            scales = [path.stem for path in (Path(CONF_DIR) / "scale").glob("*.yaml")]
-            spec = spec.at_scale(OmegaConf.select(compose_train(list(overrides)), "scale.name", default=None), scales)
+            spec = spec.at_scale(OmegaConf.select(compose_train(list(overrides)), "scale.name", default=None),
+                                 _scales())
             plans = plan_tuning(spec, compose_train, tuple(overrides), results_dir)
         except AblationError as err:
             print(f"vlmlab tune: {err}", file=sys.stderr)
             return 2
         output_dir = Path(plans[0].job.config.paths.output_dir)
         return tune_axis(spec, plans, trials, compose_train, results_dir, output_dir)
+
+
+def _scales() -> list[str]:
+    """The options of conf/scale/ (`+scale=paper`)."""
+    return [path.stem for path in (Path(CONF_DIR) / "scale").glob("*.yaml")]
+
+
+def _prefetch(axis: str, overrides: list[str], tuned: bool) -> int:
+    """Fetch into the Hugging Face cache every file the runs of `vlmlab sweep AXIS overrides...` read: 0 when all
+    are there, 1 when some could not be fetched, 2 when the ablation is refused."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+    from huggingface_hub import is_offline_mode
+
+    from hydra_plugins.vlmlab_ablation_sweeper.ablation_sweeper import plan_ablation
+    from vlmlab.data.hub_files import hub_cache
+    from vlmlab.data.needs import all_needed
+    from vlmlab.sweep.ablation import AblationError
+
+    # The sweep's jobs are composed from its task overrides; hydra/launcher=... and hydra.* go to Hydra alone.
+    task = [o.input_line for o in OverridesParser.create().parse_overrides(overrides) if not o.is_hydra_override()]
+    GlobalHydra.instance().clear()  # a command run before in this process (in tests) may have left Hydra set up
+    try:  # the ablation from paths.ablations_dir, as the sweep reads it; a misspelt axis gets the list of them
+        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+            def compose_train(extra: list[str]) -> DictConfig:
+                return compose(config_name="train", overrides=extra)
+
+            plan = plan_ablation(axis, compose_train(task), compose_train, _scales(), task, tuned)
+    except (AblationError, HydraException) as err:
+        print(f"vlmlab prefetch: {err}", file=sys.stderr)
+        return 2
+    arms = {job.run.arm: job.config for job in plan.jobs}  # seeds do not change what a run reads
+    needed = all_needed(arms.values())
+    if not needed:
+        print(f"{axis}: nothing to prefetch: no run reads from the Hugging Face hub")
+        return 0
+    download = not is_offline_mode()
+    if not download:
+        print("HF_HUB_OFFLINE=1: checking the cache only; unset it to download")
+    failed = [files for files in needed if not _fetch_one(files, download)]
+    print(f"Hugging Face cache: {hub_cache()}; {len(needed) - len(failed)} of {len(needed)} ready")
+    return 1 if failed else 0
+
+
+def _fetch_one(files: HubFiles, download: bool) -> bool:
+    """Fetch one HubFiles (when `download`) and print what the cache holds of it now; False (and why, on stderr)
+    if some of it is not there."""
+    from vlmlab.data.hub_files import MissingHubFiles, total_bytes
+
+    try:
+        if download:
+            files.fetch()
+        found = files.paths()  # every required pattern matched: what the run will read is there
+    except MissingHubFiles as err:
+        print(f"vlmlab prefetch: {err}", file=sys.stderr)
+        return False
+    except (OSError, ValueError) as err:  # not found, gated, no network: huggingface_hub says which
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        print(f"vlmlab prefetch: {files.describe()}: {first}", file=sys.stderr)
+        return False
+    verb = "read in place" if files.local_dir is not None else "fetched" if download else "cached"
+    print(f"{verb} {files.describe()}: {len(found)} files, {total_bytes(found):,} bytes")
+    return True
 
 
 def _output_dir(overrides: list[str]) -> Path:
@@ -184,15 +255,17 @@ def main(argv: list[str] | None = None) -> int:
     # processes, e.g. submitit's, inherit the environment).
     os.environ["VLMLAB_COMMAND"] = " ".join(["vlmlab", *argv])
     parser = argparse.ArgumentParser(prog="vlmlab", usage=USAGE)
-    parser.add_argument("command", choices=["train", "sweep", "tune", "tables", "list", "status"])
+    parser.add_argument("command", choices=["train", "sweep", "tune", "prefetch", "tables", "list", "status"])
     parser.add_argument("--results-dir", default="results")
     parser.add_argument("--ablations-dir", default="ablations")
     parser.add_argument("--trials", type=int, default=None, help="tune: trials per arm (default: the file's, or 6)")
-    parser.add_argument("--untuned", action="store_true", help="sweep: ignore results/tuning/AXIS/best.json")
+    parser.add_argument("--untuned", action="store_true",
+                        help="sweep, prefetch: ignore results/tuning/AXIS/best.json")
     args, args.rest = parser.parse_known_args(argv)  # the rest: the axis and Hydra overrides
-    if (args.trials is not None and args.command != "tune") or (args.untuned and args.command != "sweep"):
-        parser.error("--trials goes with tune, --untuned with sweep")
-    if args.command in ("sweep", "tune") and not args.rest:
+    if (args.trials is not None and args.command != "tune") or (
+            args.untuned and args.command not in ("sweep", "prefetch")):
+        parser.error("--trials goes with tune, --untuned with sweep or prefetch")
+    if args.command in ("sweep", "tune", "prefetch") and not args.rest:
         parser.error(f"{args.command} needs an AXIS: one of the files in ablations/ (see `vlmlab list`)")
     if args.command == "status" and not args.rest:
         parser.error("status needs an AXIS")
@@ -221,6 +294,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     paths = [f"paths.results_dir={results_dir}", f"paths.ablations_dir={ablations_dir}"]
     if args.command == "tune":
         return _tune(axis, args.trials, [*paths, *overrides], ablations_dir, results_dir)
+    if args.command == "prefetch":
+        return _prefetch(axis, [*paths, *overrides], not args.untuned)
     untuned = ["hydra.sweeper.tuned=false"] if args.untuned else []
     return _sweep(axis, [*paths, *untuned, *overrides], ablations_dir, results_dir)
 

@@ -8,23 +8,57 @@ from __future__ import annotations
 
 import copy
 import logging
+import shlex
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NamedTuple, NoReturn
 
 from hydra.core.plugins import Plugins
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
+from huggingface_hub import is_offline_mode
 from omegaconf import DictConfig, OmegaConf
 
+from vlmlab.data.hub_files import hub_cache
+from vlmlab.data.needs import all_needed, missing
 from vlmlab.errors import ConfigError
 from vlmlab.results.records import RecordError, is_done, newer_schema, record_path, write_plan
 from vlmlab.sweep.ablation import AblationError, AblationSpec, load_ablation
-from vlmlab.sweep.plan import Job, check_writable, plan_sweep
+from vlmlab.sweep.plan import Compose, Job, check_writable, plan_sweep
 from vlmlab.train.parallel import check_devices
 from vlmlab.tune.best import best_path, tuned_overrides
 
 log = logging.getLogger(__name__)
+
+
+class AblationPlan(NamedTuple):
+    """An ablation as a sweep plans it: the file (at the sweep's scale), its jobs, and whether they are tuned."""
+
+    spec: AblationSpec
+    jobs: list[Job]
+    tuned: bool
+
+
+def plan_ablation(axis: str, config: DictConfig, compose: Compose, scales: Sequence[str], arguments: Sequence[str],
+                  tuned: bool = True) -> AblationPlan:
+    """Every job of `ablations/<axis>.yaml`, composed and checked as `vlmlab sweep AXIS arguments...` plans them
+    (`vlmlab prefetch` plans the same way). `config` is the sweep's own config (its paths and scale), `arguments`
+    the task overrides; `tuned`: at each arm's values from `vlmlab tune`, if it ran. Raises AblationError."""
+    paths = config.paths
+    # `+scale=paper` (conf/scale/paper.yaml) sets scale.name: the file's arms as that scale has them.
+    scale = OmegaConf.select(config, "scale.name", default=None)
+    spec = load_ablation(paths.ablations_dir, axis).at_scale(scale, list(scales))
+    values = tuned_overrides(spec, paths.results_dir, tuple(arguments)) if tuned else None
+    return AblationPlan(spec, plan_sweep(spec, compose, tuple(arguments), values), bool(values))
+
+
+def prefetch_command(axis: str, arguments: Sequence[str], tuned: bool = True) -> str:
+    """The `vlmlab prefetch` command that fetches what `vlmlab sweep axis arguments...` needs, and its make form."""
+    args = " ".join(shlex.quote(a) for a in arguments)
+    untuned = "" if tuned else " --untuned"
+    make_args = f" ARGS={shlex.quote(args)}" if args else ""
+    return f"vlmlab prefetch {axis}{untuned} {args}".rstrip() + f" (or: make prefetch AXIS={axis}{make_args})"
 
 
 class AblationSweeper(Sweeper):
@@ -58,13 +92,12 @@ class AblationSweeper(Sweeper):
         sweep_dir = Path(self.config.hydra.sweep.dir)
         # Every check before plan.json is written: a refused sweep leaves results/ as it found it.
         try:
-            # `+scale=paper` (conf/scale/paper.yaml) sets scale.name: the file's arms as that scale has them.
-            scale = OmegaConf.select(self.config, "scale.name", default=None)
-            spec = load_ablation(paths.ablations_dir, self.axis).at_scale(scale, loader.get_group_options("scale"))
-            tuned = tuned_overrides(spec, paths.results_dir, tuple(arguments)) if self.tuned else None
-            jobs = plan_sweep(spec, compose, tuple(arguments), tuned)
+            spec, jobs, tuned = plan_ablation(self.axis, self.config, compose, loader.get_group_options("scale"),
+                                              arguments, self.tuned)
             if self._trains_here():
                 _check_devices(spec, jobs)
+            if is_offline_mode():  # online, loading downloads what is missing
+                _check_cached(spec, jobs, prefetch_command(self.axis, arguments, self.tuned))
             check_writable("hydra.sweep.dir", sweep_dir)
         except (AblationError, ConfigError) as err:
             _refuse(err)
@@ -149,6 +182,19 @@ def _check_devices(spec: AblationSpec, jobs: list[Job]) -> None:
             check_devices(job.config)
         except ConfigError as err:
             raise AblationError(f"{spec.path}: arm '{job.run.arm}': {err}") from None
+
+
+def _check_cached(spec: AblationSpec, jobs: list[Job], prefetch: str) -> None:
+    """Offline (HF_HUB_OFFLINE=1): refuse the sweep when the Hugging Face cache lacks a file some run reads, with
+    the command that fetches them all. Local directories are not the prefetch's business: the suite reports them."""
+    arms = {job.run.arm: job.config for job in jobs}  # seeds do not change what a run reads
+    needed = [files for files in all_needed(arms.values()) if files.local_dir is None]
+    if gaps := missing(needed):
+        lines = "\n".join(f"  {gap}" for gap in gaps)
+        raise AblationError(f"{spec.path}: HF_HUB_OFFLINE=1 and the Hugging Face cache ({hub_cache()}) lacks files "
+                            f"its runs read:\n{lines}\nOn a machine with the network run: {prefetch}\n"
+                            "then sweep again here (the cache must be the one this machine reads: same HF_HOME or "
+                            "HF_HUB_CACHE, on a shared filesystem).")
 
 
 def _leave_alone(results: Path, axis: str, job: Job) -> bool:

@@ -13,21 +13,23 @@ counted and logged, since one corrupt image should not cost an evaluation; if ev
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import datasets
 from PIL import Image
 
-from vlmlab.data.benchmarks import CAULDRON_SUBSETS, BadRow, DatasetSpec, adapter, cauldron, known
+from vlmlab.data.benchmarks import CAULDRON_SUBSETS, BadRow, DatasetSpec, DocumentSpec, adapter, cauldron, known
 
 __all__ = [
-    "CAULDRON_SUBSETS", "DatasetFormatError", "DatasetSpec", "Sample", "adapter", "cauldron", "known",
-    "load_samples", "to_samples",
+    "CAULDRON_SUBSETS", "DatasetFormatError", "DatasetSpec", "DocumentSample", "DocumentSpec", "Sample", "adapter",
+    "cauldron", "image_file_name", "known", "load_documents", "load_samples", "to_samples",
 ]
 
 log = logging.getLogger(__name__)
@@ -68,23 +70,116 @@ def load_samples(
 ) -> Iterator[Sample]:
     """Samples of one split of a registered dataset, from the hub or from local parquet `data_files`."""
     spec = name if isinstance(name, DatasetSpec) else adapter(name)
+    if not isinstance(spec, DatasetSpec):
+        raise TypeError(f"{spec.name} holds documents: read it with load_documents")
+    data = _load_split(spec, split, streaming, data_files, cache_dir)
+    return to_samples(spec, data, split, limit, skipped=skipped)
+
+
+def _load_split(spec: DatasetSpec | DocumentSpec, split: str, streaming: bool,
+                data_files: Mapping[str, Any] | str | list[str] | None, cache_dir: str | None) -> Any:
+    """One split with `datasets`: from the hub, or from local parquet files in the hub's columns."""
     if data_files is None:
         if split not in spec.splits:
             raise ValueError(f"{spec.name} has no split {split!r}; its splits are {', '.join(spec.splits)}")
-        args: tuple = (spec.hub_id, spec.config)
-        kwargs: dict[str, Any] = {"revision": spec.revision}
+        args: tuple = (spec.hub_id, getattr(spec, "config", None))
+        kwargs: dict[str, Any] = {"revision": getattr(spec, "revision", None)}
     else:
         # Files not keyed by split stand for the split asked for (datasets would otherwise call them "train").
         files = data_files if isinstance(data_files, Mapping) else {split: data_files}
         args, kwargs = ("parquet",), {"data_files": files}
     try:
-        data = datasets.load_dataset(*args, split=split, streaming=streaming, cache_dir=cache_dir, **kwargs)
+        return datasets.load_dataset(*args, split=split, streaming=streaming, cache_dir=cache_dir, **kwargs)
     except ValueError as error:
         # datasets' way of saying that a split exists but has no rows.
         if "corresponds to no data" in str(error):
             raise DatasetFormatError(spec.name, split, "the split is empty") from error
         raise
-    return to_samples(spec, data, split, limit, skipped=skipped)
+
+
+@dataclass
+class DocumentSample:
+    """One interleaved document in vlmlab's common schema: text segments and decoded RGB images in order."""
+
+    parts: list[str | Image.Image]
+    task: str
+    sample_id: str
+
+
+def load_documents(
+    name: str | DocumentSpec, split: str, *, data_files: Mapping[str, Any] | str | list[str] | None = None,
+    image_store: str | None = None, limit: int | None = None, streaming: bool = False, cache_dir: str | None = None,
+    skipped: Counter | None = None,
+) -> Iterator[DocumentSample]:
+    """Documents of one split of an interleaved dataset (OBELICS), from the hub or local parquet `data_files`.
+
+    An image that is a URL is read from `image_store` (one file per URL, named by `image_file_name`); one that
+    is missing there or does not decode is left out of its document and counted, as the paper's pipeline
+    leaves out images that failed to download. A row whose lists do not line up is skipped and counted.
+    """
+    spec = name if isinstance(name, DocumentSpec) else adapter(name)
+    if not isinstance(spec, DocumentSpec):
+        raise TypeError(f"{spec.name} is not a document dataset: read it with load_samples")
+    data = _load_split(spec, split, streaming, data_files, cache_dir)
+    columns = getattr(data, "column_names", None)
+    if columns is not None:
+        missing = [c for c in spec.columns if c not in columns]
+        if missing:
+            raise DatasetFormatError(spec.name, split, f"missing column(s) {', '.join(missing)} "
+                                     f"(has: {', '.join(sorted(columns))})")
+        feature = data.features.get(spec.images_column)
+        if isinstance(getattr(feature, "feature", None), datasets.Image):
+            data = data.cast_column(spec.images_column, datasets.List(datasets.Image(decode=False)))
+    return _documents(spec, data, split, limit, image_store, skipped if skipped is not None else Counter())
+
+
+def image_file_name(url: str) -> str:
+    """The file an image store keeps the image of `url` under."""
+    return hashlib.sha256(url.encode()).hexdigest()
+
+
+def _documents(spec: DocumentSpec, data: Iterable[Mapping[str, Any]], split: str, limit: int | None,
+               image_store: str | None, skipped: Counter) -> Iterator[DocumentSample]:
+    rows = produced = 0
+    for index, row in enumerate(data):
+        rows += 1
+        images, texts = row[spec.images_column] or [], row[spec.texts_column] or []
+        if len(images) != len(texts) or any((i is None) == (t is None) for i, t in zip(images, texts)):
+            skipped["misaligned_document"] += 1
+            log.warning("%s split %r row %d skipped: images and texts do not alternate", spec.name, split, index)
+            continue
+        parts: list[str | Image.Image] = []
+        for image, text in zip(images, texts):
+            if text is not None:
+                parts.append(text)
+                continue
+            try:
+                parts.append(_decode(_stored(image, image_store)))
+            except BadRow as problem:  # one lost image costs itself, not its document
+                skipped[problem.reason] += 1
+        if not any(isinstance(part, str) and part.strip() for part in parts):
+            skipped["no_text"] += 1
+            continue
+        base = str(row[spec.id_column]) if spec.id_column is not None else str(index)
+        yield DocumentSample(parts=parts, task=spec.name, sample_id=base)
+        produced += 1
+        if limit is not None and produced >= limit:
+            return
+    if rows == 0:
+        raise DatasetFormatError(spec.name, split, "the split is empty")
+    if produced == 0:
+        reasons = ", ".join(f"{reason}: {count}" for reason, count in sorted(skipped.items()))
+        raise DatasetFormatError(spec.name, split, f"all {rows} rows were skipped ({reasons})")
+
+
+def _stored(cell: Any, image_store: str | None) -> Any:
+    """An image cell, with a URL replaced by its file in the image store."""
+    if not (isinstance(cell, str) and cell.startswith(("http://", "https://"))):
+        return cell
+    path = Path(image_store) / image_file_name(cell) if image_store else None
+    if path is None or not path.exists():
+        raise BadRow("image_not_fetched", cell)
+    return str(path)
 
 
 def to_samples(

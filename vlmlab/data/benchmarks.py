@@ -133,15 +133,41 @@ REGISTRY: dict[str, DatasetSpec] = {spec.name: spec for spec in (
 )}
 
 
+@dataclass(frozen=True, kw_only=True)
+class DocumentSpec:
+    """Where an interleaved-document dataset lives, and its two parallel columns: at each position of a document
+    either an image or a text segment (OBELICS's layout: `images` and `texts` lists, `None` in the gaps).
+    An image cell is encoded bytes, or a URL, which is read from an image store (the web is never fetched
+    while training: OBELICS publishes URLs only, and `vlmlab prefetch` downloads them)."""
+
+    name: str
+    hub_id: str
+    images_column: str = "images"
+    texts_column: str = "texts"
+    id_column: str | None = None
+    splits: tuple[str, ...] = ("train",)
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return tuple(c for c in (self.images_column, self.texts_column, self.id_column) if c is not None)
+
+
+DOCUMENTS: dict[str, DocumentSpec] = {spec.name: spec for spec in (
+    DocumentSpec(name="obelics", hub_id="HuggingFaceM4/OBELICS"),
+)}
+
+
 def known() -> list[str]:
     """Every name `adapter` accepts: the benchmarks, then each the_cauldron subset."""
-    return sorted(REGISTRY) + [f"{CAULDRON_PREFIX}{subset}" for subset in CAULDRON_SUBSETS]
+    return sorted(REGISTRY) + sorted(DOCUMENTS) + [f"{CAULDRON_PREFIX}{subset}" for subset in CAULDRON_SUBSETS]
 
 
-def adapter(name: str) -> DatasetSpec:
+def adapter(name: str) -> DatasetSpec | DocumentSpec:
     """The spec registered under `name`; KeyError listing the known names otherwise."""
     if name in REGISTRY:
         return REGISTRY[name]
+    if name in DOCUMENTS:
+        return DOCUMENTS[name]
     if name.startswith(CAULDRON_PREFIX) and name[len(CAULDRON_PREFIX):] in CAULDRON_SUBSETS:
         return cauldron(name[len(CAULDRON_PREFIX):])
     raise KeyError(f"unknown dataset {name!r}; known: {', '.join(known())}")

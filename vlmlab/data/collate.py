@@ -1,4 +1,7 @@
-"""Collation: prompts with image placeholders, loss on answer tokens only, right padding to train, left to generate."""
+"""Collation: prompts with image placeholders, loss on answer tokens only, right padding to train, left to generate.
+
+Interleaved documents train on every text token instead, each image's placeholders at its place in the text.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +18,16 @@ IGNORE_INDEX = -100  # the label value transformers' loss skips
 
 # How many placeholders an image takes in the sequence, given the (height, width) of its views.
 SequenceTokens = Callable[[list[tuple[int, int]]], int]
+
+
+@dataclass
+class _Sequence:
+    """One training sample as the model reads it: token ids, their labels, its images' views in order."""
+
+    ids: list[int]
+    labels: list[int]
+    views: list[torch.Tensor]
+    views_per_image: list[int]
 
 
 @dataclass
@@ -49,7 +62,16 @@ class Document:
 
     @property
     def images(self) -> tuple[torch.Tensor, ...]:
+        """The document's images in reading order."""
         return tuple(part for part in self.parts if isinstance(part, torch.Tensor))
+
+    @property
+    def texts(self) -> tuple[str, ...]:
+        """The document's text segments in reading order."""
+        return tuple(part for part in self.parts if isinstance(part, str))
+
+
+Sample = Example | Document  # what training draws: a question (or caption) with its image, or a document
 
 
 class VLMCollator:
@@ -82,16 +104,30 @@ class VLMCollator:
         """The text each template puts before the prompt: where a generated answer has run into a new turn."""
         return {t.split("{prompt}")[0].strip() for t in (self.template, *self.templates.values())} - {""}
 
+    def _placeholders(self, views: list[torch.Tensor]) -> list[int]:
+        return [self.image_token_id] * self.sequence_tokens([tuple(v.shape[-2:]) for v in views])
+
     def _turn_ids(self, example: Example, views: list[torch.Tensor]) -> list[int]:
-        placeholders = self.sequence_tokens([tuple(v.shape[-2:]) for v in views])
-        return [*([self.image_token_id] * placeholders), *self._text_ids(example)]
+        return [*self._placeholders(views), *self._text_ids(example)]
 
-    def text_tokens(self, example: Example, training: bool) -> int:
-        """Tokens of the example's sequence besides image placeholders: bos, prompts, answers, eos.
+    def _segment_ids(self, text: str) -> list[int]:
+        """A document's text segment, tokenized as a run of words following whatever came before it.
 
-        Training sequences are [bos] prompt answer eos; generation prompts are [bos], each in-context shot's
-        prompt and answer, then the query's prompt (its answer is what gets generated).
+        Whitespace at a segment's ends is not kept: every segment starts a new word (a leading space, as an
+        answer has) and ends one, so an image always sits between two words and a segment tokenizes the same
+        wherever it is. A segment of whitespace only has no tokens.
         """
+        text = text.strip()
+        return self.tokenizer(" " + text, add_special_tokens=False).input_ids if text else []
+
+    def text_tokens(self, example: Sample, training: bool) -> int:
+        """Tokens of the sample's sequence besides image placeholders: bos, prompts, answers (or texts), eos.
+
+        Training sequences are [bos] prompt answer eos, or a document's [bos] texts eos; generation prompts are
+        [bos], each in-context shot's prompt and answer, then the query's prompt (its answer is generated).
+        """
+        if isinstance(example, Document):
+            return 1 + self.answer_tokens(example)
         if training:
             return 1 + self._length(example, "prompt") + self._length(example, "answer")
         shots = sum(self._length(shot, "prompt") + self._length(shot, "answer") for shot in example.context)
@@ -103,6 +139,13 @@ class VLMCollator:
         if key not in self._lengths:
             ids = self._text_ids(example) if part == "prompt" else self._answer_ids(example)
             self._lengths[key] = len(ids)
+        return self._lengths[key]
+
+    def _segment_length(self, text: str) -> int:
+        """Tokens of a document's text segment, counted once per distinct text."""
+        key = ("segment", "", text)
+        if key not in self._lengths:
+            self._lengths[key] = len(self._segment_ids(text))
         return self._lengths[key]
 
     def _prompt_ids(self, example: Example, views: list[torch.Tensor]) -> list[int]:
@@ -125,42 +168,71 @@ class VLMCollator:
             return torch.stack([sample[0] for sample in views])
         return views
 
-    def answer_tokens(self, example: Example) -> int:
-        """How many tokens of `example` carry the training loss (its answer and eos)."""
-        return len(self._answer_ids(example))
+    def answer_tokens(self, example: Sample) -> int:
+        """How many tokens of `example` carry the training loss (an answer and eos; a document's texts and eos)."""
+        if isinstance(example, Document):
+            return sum(self._segment_length(text) for text in example.texts) + 1
+        return self._length(example, "answer")
 
-    def train_batch(self, examples: list[Example]) -> dict:
-        """Right-padded prompt+answer sequences whose labels cover the answer and eos only."""
-        views = [self.images.views(ex.pixels, training=True) for ex in examples]
-        ids, labels = [], []
-        for ex, ex_views in zip(examples, views):
-            prompt, answer = self._prompt_ids(ex, ex_views), self._answer_ids(ex)
-            ids.append(prompt + answer)
-            labels.append([IGNORE_INDEX] * len(prompt) + answer)
+    def _example_sequence(self, example: Example) -> _Sequence:
+        """[bos] <image>*N prompt answer eos, the loss on the answer and eos."""
+        views = self.images.views(example.pixels, training=True)
+        prompt, answer = self._prompt_ids(example, views), self._answer_ids(example)
+        return _Sequence(prompt + answer, [IGNORE_INDEX] * len(prompt) + answer, views, [len(views)])
+
+    def _document_sequence(self, document: Document) -> _Sequence:
+        """[bos], each text segment's tokens and each image's placeholders in reading order, eos; the loss on
+        every text token and eos."""
+        seq = _Sequence([self.tokenizer.bos_token_id], [IGNORE_INDEX], [], [])
+        for part in document.parts:
+            if isinstance(part, str):
+                text = self._segment_ids(part)
+                seq.ids += text
+                seq.labels += text
+                continue
+            views = self.images.views(part, training=True)
+            placeholders = self._placeholders(views)
+            seq.ids += placeholders
+            seq.labels += [IGNORE_INDEX] * len(placeholders)
+            seq.views += views
+            seq.views_per_image.append(len(views))
+        seq.ids.append(self.tokenizer.eos_token_id)
+        seq.labels.append(self.tokenizer.eos_token_id)
+        return seq
+
+    def train_batch(self, examples: list[Sample]) -> dict:
+        """Right-padded sequences: an example's prompt+answer with labels on the answer and eos, a document's
+        texts and images with labels on its texts and eos."""
+        sequences = [self._document_sequence(ex) if isinstance(ex, Document) else self._example_sequence(ex)
+                     for ex in examples]
+        ids = [seq.ids for seq in sequences]
         return {
             "input_ids": self._pad(ids, self.tokenizer.pad_token_id, left=False),
             "attention_mask": self._pad([[1] * len(r) for r in ids], 0, left=False),
-            "labels": self._pad(labels, IGNORE_INDEX, left=False),
-            "pixel_values": self._pixels(views),
+            "labels": self._pad([seq.labels for seq in sequences], IGNORE_INDEX, left=False),
+            "pixel_values": self._pixels([seq.views for seq in sequences]),
+            "views_per_image": [seq.views_per_image for seq in sequences],
         }
 
-    def _few_shot(self, example: Example) -> tuple[list[int], list[torch.Tensor]]:
+    def _few_shot(self, example: Example) -> _Sequence:
         """[bos] then, per in-context example, its image, question and answer; then the query's image and question."""
-        ids, views = [self.tokenizer.bos_token_id], []
+        seq = _Sequence([self.tokenizer.bos_token_id], [], [], [])  # no labels: nothing trains on a prompt
         for shot in (*example.context, example):
             shot_views = self.images.views(shot.pixels, training=False)
-            ids += self._turn_ids(shot, shot_views)
+            seq.ids += self._turn_ids(shot, shot_views)
             if shot is not example:  # each shot ends as every training sequence does: answer, then eos
-                ids += self._answer_ids(shot)
-            views += shot_views  # one image's views after another, in the order of their placeholders
-        return ids, views
+                seq.ids += self._answer_ids(shot)
+            seq.views += shot_views  # one image's views after another, in the order of their placeholders
+            seq.views_per_image.append(len(shot_views))
+        return seq
 
     def generation_batch(self, examples: list[Example]) -> dict:
         """Left-padded prompts (k-shot when examples carry context), so continuations start at one position."""
         prompts = [self._few_shot(ex) for ex in examples]
-        ids, views = [p[0] for p in prompts], [p[1] for p in prompts]
+        ids = [p.ids for p in prompts]
         return {
             "input_ids": self._pad(ids, self.tokenizer.pad_token_id, left=True),
             "attention_mask": self._pad([[1] * len(r) for r in ids], 0, left=True),
-            "pixel_values": self._pixels(views),
+            "pixel_values": self._pixels([p.views for p in prompts]),
+            "views_per_image": [p.views_per_image for p in prompts],
         }

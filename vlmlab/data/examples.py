@@ -1,4 +1,9 @@
-"""Turn a dataset split into in-memory examples with images already at the model's resolution."""
+"""Turn a dataset split into in-memory samples with images already at the model's resolution.
+
+A row is an example (one `image`, a `prompt`, an `answer`) or, in a split with `texts` and `images` columns, an
+interleaved document when its `texts` is not empty. Documents use OBELICS's schema: two aligned lists in
+reading order, position i an image when `images[i]` is set and a text segment when `texts[i]` is.
+"""
 
 from __future__ import annotations
 
@@ -6,22 +11,42 @@ from collections.abc import Sequence
 
 import datasets
 
-from vlmlab.data.collate import Example
+from vlmlab.data.collate import Document, Example, Sample
 from vlmlab.data.images import ImageProcessor
 
+DOCUMENT_COLUMNS: tuple[str, ...] = ("images", "texts")
 
-def split_examples(split: datasets.Dataset, images: ImageProcessor, tasks: Sequence[str] | None = None) -> list[Example]:
-    """Examples of `split` (only `tasks` if given), decoding each distinct image once."""
+
+def _document(images: list[dict | None], texts: list[str | None], task: str, processor: ImageProcessor) -> Document:
+    """An OBELICS-style row (aligned `images` and `texts`, None where the other one is) as a Document."""
+    parts = []
+    for image, text in zip(images, texts, strict=True):
+        if (image is None) == (text is None):
+            raise ValueError(f"a {task} document has a position with {'both' if image else 'neither'} an image "
+                             "and a text: exactly one of `images[i]` and `texts[i]` must be set")
+        parts.append(processor.to_uint8(image) if image is not None else text)
+    return Document(tuple(parts), task)
+
+
+def split_examples(split: datasets.Dataset, images: ImageProcessor, tasks: Sequence[str] | None = None) -> list[Sample]:
+    """Samples of `split` (only `tasks` if given), decoding each distinct image once."""
     raw = split.cast_column("image", datasets.Image(decode=False))
+    documents = all(name in raw.column_names for name in DOCUMENT_COLUMNS)
+    if documents:
+        raw = raw.cast_column("images", datasets.List(datasets.Image(decode=False)))
     # Suites with several references per sample (synthetic v2, hub benchmarks) have an `answers` column.
     names = ["image_id", "task", "prompt", "answer"] + (["answers"] if "answers" in raw.column_names else [])
-    columns = raw.select_columns(names).to_dict()
+    columns = raw.select_columns(names + (["texts"] if documents else [])).to_dict()
     references = columns.get("answers") or [()] * len(columns["image_id"])
+    texts = columns.get("texts") or [[]] * len(columns["image_id"])
     pixels: dict[str, object] = {}
     keep = set(tasks) if tasks is not None else None
-    examples = []
+    examples: list[Sample] = []
     for i, image_id in enumerate(columns["image_id"]):
         if keep is not None and columns["task"][i] not in keep:
+            continue
+        if texts[i]:
+            examples.append(_document(raw[i]["images"], texts[i], columns["task"][i], images))
             continue
         if image_id not in pixels:
             pixels[image_id] = images.to_uint8(raw[i]["image"])

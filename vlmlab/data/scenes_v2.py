@@ -332,3 +332,37 @@ def vqa_question(scene: Grid, rng: np.random.Generator) -> tuple[str, list[str]]
     agree = int(rng.integers(7, 11))
     others = [canonical] * (agree - 1) + [variants[int(rng.integers(len(variants)))] for _ in range(10 - agree)]
     return prompt, [canonical, *_shuffled(rng, others)]
+
+
+# ---- Stories: interleaved documents of grid scenes and the text about them ------------------------------
+
+STORY_OPENINGS = ("a picture", "one image", "look at this")  # what a story says before its first scene
+STORY_LINKS = ("then", "next", "and then", "after that")  # what it says before each later scene
+DESCRIBED_BEFORE = 0.25  # the share of scenes whose description comes before their image (a caption above it)
+Story = tuple[str | int, ...]  # text segments and scene indices (where each scene's image goes), in reading order
+
+
+def story(scenes: tuple[Grid, ...], rng: np.random.Generator) -> Story:
+    """A document about `scenes`: each introduced, shown, and described by one of its correct captions.
+
+    Mostly the description follows the image ("a picture <img> the image shows ..."); sometimes it comes first
+    ("then there is ... : <img>"), as web pages put captions above images too, so the text is not always
+    predictable from an image already seen. Consecutive text becomes one segment, as in OBELICS.
+    """
+    parts: list[str | int] = []
+    for index, scene in enumerate(scenes):
+        words = STORY_LINKS if index else STORY_OPENINGS
+        intro = words[int(rng.integers(len(words)))]
+        references = caption_references(scene, rng)
+        description = references[int(rng.integers(len(references)))]
+        if rng.random() < DESCRIBED_BEFORE:
+            parts += [f"{intro} {description} :", index]
+        else:
+            parts += [intro, index, f"{description} ."]
+    merged: list[str | int] = []
+    for part in parts:
+        if isinstance(part, str) and merged and isinstance(merged[-1], str):
+            merged[-1] = f"{merged[-1]} {part}"
+        else:
+            merged.append(part)
+    return tuple(merged)

@@ -13,6 +13,9 @@ class Suite(Protocol):
 
     version: str
     canvas: int  # longest side of the source images, px
+    # True: a run decodes the whole split into memory once (a generated suite); False: the loader's workers read
+    # each sample from the split's Arrow files as training draws it (a hub suite of any size).
+    in_memory: bool
 
     def load(self, cache_dir: str | os.PathLike) -> datasets.DatasetDict:
         """Splits "train", "validation", "test" with image, task, prompt, answer (and optionally answers)."""
@@ -25,3 +28,10 @@ class Suite(Protocol):
 
     def context_tasks(self) -> dict[str, str]:
         """The training task whose examples serve as in-context shots for each evaluation task named differently."""
+
+
+def skipped_rows(spec: Suite, cache_dir: str | os.PathLike) -> dict[str, dict[str, int]]:
+    """Rows a suite skipped while building, per source and reason: hub suites count their bad rows
+    (vlmlab.data.hub_suite); a generated suite has none."""
+    skipped = getattr(spec, "skipped", None)
+    return skipped(cache_dir) if skipped is not None else {}

@@ -104,6 +104,8 @@ class SyntheticSpec:
     # The suite interface the run uses (shared with SyntheticV2Spec): version, load, metric per task.
     version = SUITE_VERSION
 
+    in_memory = True  # small enough that a run decodes every image once and keeps it (vlmlab.data.suite)
+
     def load(self, cache_dir: str | os.PathLike) -> datasets.DatasetDict:
         """The suite, generated once and cached under `cache_dir`."""
         return load_synthetic_suite(self, cache_dir)

@@ -11,8 +11,11 @@ score at toy scale (~1M-parameter models, ~800 CPU steps, 64-128 px images):
 - synth_vqa (VQA accuracy): v1 grid scenes, questions with ten annotator answers incl. variants.
 
 Training data has one task per benchmark (TRAIN_TASKS); `caption_style="alt"` swaps the clean training
-captions for noisy alt-text-like ones (Table 6) and changes nothing else. The suite is a pure function of
-a `SyntheticV2Spec` and is cached on disk as a Hugging Face `DatasetDict`, like version 1.
+captions for noisy alt-text-like ones (Table 6) and changes nothing else. `story_documents=N` adds N interleaved
+training documents (task `story`: 1-3 grid scenes, each with text about it) after every other training row,
+which stay as they were; at 0 (the default) the suite is exactly what it was before stories existed. The
+suite is a pure function of a `SyntheticV2Spec` and is cached on disk as a Hugging Face `DatasetDict`, like
+version 1.
 """
 
 from __future__ import annotations
@@ -36,11 +39,17 @@ from vlmlab.data.cache import build_once
 from vlmlab.data.scenes_v2 import Grid, alt_caption, caption_references, vqa_question
 
 SUITE_VERSION: str = "synthetic-v2.1"  # bump whenever a generator changes: caches are keyed by it
+STORY_VERSION: str = "story-1"  # bump whenever the story generator changes (only suites with stories name it)
+STORY_TASK: str = "story"
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
 CAPTION_STYLES: tuple[str, ...] = ("clean", "alt")
 _STR = datasets.Value("string")
 FEATURES = datasets.Features({"image_id": _STR, "image": datasets.Image(), "task": _STR, "prompt": _STR,
                               "answers": datasets.List(_STR), "answer": _STR})
+# With stories, the train split has OBELICS's document columns too: at each position an image or a text
+# segment, None in the gaps; a story row has no `image`, every other row has empty lists.
+STORY_FEATURES = datasets.Features({**FEATURES, "images": datasets.List(datasets.Image()),
+                                    "texts": datasets.List(_STR)})
 # Consecutive rejected draws after which a scene family is treated as exhausted for disjoint splits.
 _MAX_REJECTIONS = 10_000
 
@@ -120,9 +129,10 @@ class SyntheticV2Spec:
     train_images: int = 3000  # per training task
     eval_images: int = 100  # per benchmark, for validation and for test each
     caption_style: str = "clean"  # training captions: "clean" (exact) or "alt" (noisy alt-text-like)
+    story_documents: int = 0  # interleaved training documents (task "story"); 0: none, the suite as it was
 
     def __post_init__(self) -> None:
-        for name in ("seed", "canvas", "train_images", "eval_images"):
+        for name in ("seed", "canvas", "train_images", "eval_images", "story_documents"):
             value = getattr(self, name)
             # bool is an int subclass, but `True` images is always a config mistake
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
@@ -130,6 +140,8 @@ class SyntheticV2Spec:
         for name in ("train_images", "eval_images"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"synthetic-v2 spec: {name} must be positive, got {getattr(self, name)}")
+        if self.story_documents < 0:
+            raise ValueError(f"synthetic-v2 spec: story_documents must be 0 or more, got {self.story_documents}")
         if self.canvas < 64:
             raise ValueError(f"synthetic-v2 spec: canvas must be at least 64 pixels, got {self.canvas}")
         if self.caption_style not in CAPTION_STYLES:
@@ -139,10 +151,17 @@ class SyntheticV2Spec:
     def digest(self) -> str:
         """Short stable hash of the spec's fields."""
         fields = {k: v if isinstance(v, str) else int(v) for k, v in dataclasses.asdict(self).items()}
+        if not self.story_documents:  # a suite without stories keeps the digest (and cache) it had before them
+            del fields["story_documents"]
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
 
     # The suite interface the run uses (shared with SyntheticSpec): version, load, metric per task.
-    version = SUITE_VERSION
+    @property
+    def version(self) -> str:
+        """The generators' version: the story generator's joins it only when the suite has stories."""
+        return f"{SUITE_VERSION}+{STORY_VERSION}" if self.story_documents else SUITE_VERSION
+
+    in_memory = True  # small enough that a run decodes every image once and keeps it (vlmlab.data.suite)
 
     def load(self, cache_dir: str | os.PathLike) -> datasets.DatasetDict:
         """The suite, generated once and cached under `cache_dir`."""
@@ -153,8 +172,8 @@ class SyntheticV2Spec:
         return {name: info.metric for name, info in BENCHMARKS.items()}
 
     def train_tasks(self) -> tuple[str, ...]:
-        """Tasks of the training split (what a data mixture can weight)."""
-        return TRAIN_TASKS
+        """Tasks of the training split (what a data mixture can weight): `story` only when the suite has stories."""
+        return (*TRAIN_TASKS, STORY_TASK) if self.story_documents else TRAIN_TASKS
 
     def context_tasks(self) -> dict[str, str]:
         """Each benchmark's in-context shots come from its training task (synth_ocr's from ocr, ...)."""
@@ -213,10 +232,54 @@ def draw_suite(spec: SyntheticV2Spec) -> dict[str, dict[str, list[Example]]]:
     return {split: suite[split] for split in SPLITS}
 
 
+@dataclass(frozen=True)
+class StoryDocument:
+    """One drawn (not yet rendered) story: its grid scenes and its parts (text, or the index of a scene)."""
+
+    scenes: tuple[Grid, ...]
+    parts: sc.Story
+
+
+def draw_stories(spec: SyntheticV2Spec, held_out: set[tuple]) -> list[StoryDocument]:
+    """The suite's story documents, none showing a grid scene of `held_out` (the evaluation splits')."""
+    # A stream of its own: drawing stories moves no row of any other task.
+    rng, stories, rejected = _rng(spec.seed, "train", STORY_TASK), [], 0
+    while len(stories) < spec.story_documents:
+        scenes = tuple(_draw_grid(rng, spec.canvas) for _ in range(int(rng.integers(1, 4))))
+        if any(scene.key in held_out for scene in scenes):
+            rejected += 1
+            if rejected > _MAX_REJECTIONS:
+                raise ValueError("synthetic-v2 spec: too few grid scenes outside the evaluation splits for stories")
+            continue
+        rejected = 0
+        stories.append(StoryDocument(scenes, sc.story(scenes, rng)))
+    return stories
+
+
+def _held_out_keys(drawn: dict[str, dict[str, list[Example]]], family: str) -> set[tuple]:
+    """Keys of every `family` scene of the validation and test splits."""
+    return {e.scene.key for split in ("validation", "test") for gen in GENERATORS.values() if gen.family == family
+            for e in drawn[split][gen.task(split)]}
+
+
+def _story_columns(columns: dict[str, list], stories: list[StoryDocument], canvas: int) -> None:
+    """Give the rows in `columns` empty document columns, then append `stories` as document rows."""
+    columns["images"], columns["texts"] = [[] for _ in columns["image_id"]], [[] for _ in columns["image_id"]]
+    for index, document in enumerate(stories):
+        images = [{"bytes": v1._png(v1.render_scene(document.scenes[p], canvas)), "path": None}
+                  if isinstance(p, int) else None for p in document.parts]
+        row = {"image_id": f"train-{STORY_TASK}-{index:06d}", "image": None, "task": STORY_TASK, "prompt": "",
+               "answers": [], "answer": "", "images": images,
+               "texts": [p if isinstance(p, str) else None for p in document.parts]}
+        for name, value in row.items():
+            columns[name].append(value)
+
+
 def _generate_suite(spec: SyntheticV2Spec) -> datasets.DatasetDict:
     """Draw and render every split of the suite in memory."""
     splits: dict[str, datasets.Dataset] = {}
-    for split, tasks in draw_suite(spec).items():
+    drawn = draw_suite(spec)
+    for split, tasks in drawn.items():
         columns: dict[str, list] = {name: [] for name in FEATURES}
         for gen in GENERATORS.values():
             task = gen.task(split)
@@ -228,7 +291,11 @@ def _generate_suite(spec: SyntheticV2Spec) -> datasets.DatasetDict:
                 columns["prompt"].append(example.prompt)
                 columns["answers"].append(list(example.answers))
                 columns["answer"].append(example.answers[0])
-        splits[split] = datasets.Dataset.from_dict(columns, features=FEATURES)
+        features = FEATURES
+        if split == "train" and spec.story_documents:
+            _story_columns(columns, draw_stories(spec, _held_out_keys(drawn, "grid")), spec.canvas)
+            features = STORY_FEATURES
+        splits[split] = datasets.Dataset.from_dict(columns, features=features)
     return datasets.DatasetDict(splits)
 
 

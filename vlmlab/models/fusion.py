@@ -12,6 +12,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
@@ -22,6 +23,31 @@ from vlmlab.models.language import HFCausalLM
 
 if TYPE_CHECKING:
     from vlmlab.models.flop_tape import Tape
+
+
+@dataclass(frozen=True)
+class ImageLayout:
+    """Where each sample's images are: the visual tokens of each (in order) and the image placeholders' positions."""
+
+    image_tokens: list[list[int]]  # per sample, the visual tokens of each of its images, in reading order
+    placeholders: torch.Tensor  # [B, L] bool: the image placeholder positions of the input sequence
+
+    def images_seen(self) -> torch.Tensor:
+        """[B, L]: how many images have their placeholder at or before each position (one placeholder each)."""
+        counts = self.placeholders.sum(-1).tolist()
+        if counts != [len(images) for images in self.image_tokens]:
+            raise ValueError(f"image placeholders per sample {counts} do not match the images per sample "
+                             f"{[len(images) for images in self.image_tokens]}")
+        return self.placeholders.long().cumsum(-1)
+
+    def token_images(self, length: int) -> torch.Tensor:
+        """[B, length]: the (1-based) image each visual token of a sample belongs to; padding gets a number no
+        position ever reaches."""
+        out = torch.full((len(self.image_tokens), length), torch.iinfo(torch.long).max, dtype=torch.long)
+        for b, counts in enumerate(self.image_tokens):
+            index = torch.arange(1, len(counts) + 1).repeat_interleave(torch.tensor(counts, dtype=torch.long))
+            out[b, : index.numel()] = index
+        return out.to(self.placeholders.device)
 
 
 class Fusion(nn.Module, ABC):
@@ -41,8 +67,9 @@ class Fusion(nn.Module, ABC):
         """The LM's input embeddings given the token embeddings and the placeholder mask."""
 
     @contextmanager
-    def conditioned_on(self, visual: list[torch.Tensor]) -> Iterator[None]:
-        """Within the block, LM forwards see `visual` (cross-attention needs it; autoregressive does not)."""
+    def conditioned_on(self, visual: list[torch.Tensor], layout: ImageLayout | None = None) -> Iterator[None]:
+        """Within the block, LM forwards see `visual` (cross-attention needs it; autoregressive does not), laid out
+        as `layout` says (without one, every token of a sample sees all of its visual tokens)."""
         yield
 
     def count_flops(self, tape: Tape, layer: int, queries: float, visual_tokens: float, visual_grad: bool) -> None:
@@ -75,8 +102,10 @@ class GatedCrossAttentionBlock(nn.Module):
         self.ff = nn.Sequential(nn.Linear(dim, ff_mult * dim), nn.GELU(), nn.Linear(ff_mult * dim, dim))
         self.ff_gate = nn.Parameter(torch.zeros(1))
 
-    def forward(self, x: torch.Tensor, visual: torch.Tensor, padding: torch.Tensor) -> torch.Tensor:
-        attended = self.attn(self.norm(x), visual, visual, key_padding_mask=padding, need_weights=False)[0]
+    def forward(self, x: torch.Tensor, visual: torch.Tensor, blocked: torch.Tensor) -> torch.Tensor:
+        """`x` [B, Q, D] attending over `visual` [B, S, D] except where `blocked` [B, Q, S] is True."""
+        mask = blocked.repeat_interleave(self.attn.num_heads, 0)  # MultiheadAttention wants [B * heads, Q, S]
+        attended = self.attn(self.norm(x), visual, visual, attn_mask=mask, need_weights=False)[0]
         x = x + torch.tanh(self.attn_gate).to(x.dtype) * attended
         return x + torch.tanh(self.ff_gate).to(x.dtype) * self.ff(self.norm_ff(x))
 
@@ -87,6 +116,46 @@ def decoder_layers(lm: HFCausalLM) -> nn.ModuleList:
     if not isinstance(layers, nn.ModuleList):
         raise ConfigError("model.fusion", f"cannot find the decoder layers of {type(lm.model).__name__}", absolute=True)
     return layers
+
+
+@dataclass(frozen=True)
+class _Context:
+    """What the cross-attention blocks see during one conditioned forward."""
+
+    visual: torch.Tensor  # [B, S, D]: each sample's visual tokens, zero-padded to the longest
+    token_images: torch.Tensor  # [B, S]: the image (1-based) of each visual token; padding is never reached
+    seen: torch.Tensor  # [B, L]: images whose placeholder is at or before each position of the input sequence
+
+    @classmethod
+    def build(cls, visual: list[torch.Tensor], layout: ImageLayout | None) -> _Context:
+        """The context of `visual` laid out by `layout` (None: one image per sample, seen from every position)."""
+        lengths = [v.shape[0] for v in visual]
+        padded = visual[0].new_zeros(len(visual), max(lengths), visual[0].shape[-1])
+        for i, tokens in enumerate(visual):
+            padded[i, : tokens.shape[0]] = tokens
+        if layout is None:
+            layout = ImageLayout([[n] for n in lengths], torch.ones(len(visual), 1, dtype=torch.bool))
+            seen = layout.placeholders.long()  # one column: blocked() extends it to every position
+        else:
+            seen = layout.images_seen()
+        if [sum(counts) for counts in layout.image_tokens] != lengths:
+            raise ValueError(f"visual tokens per sample {lengths} do not add up to the tokens of their images "
+                             f"{layout.image_tokens}")
+        return cls(padded, layout.token_images(max(lengths)).to(padded.device), seen.to(padded.device))
+
+    def blocked(self, queries: int) -> torch.Tensor:
+        """[B, queries, S]: the visual tokens each of `queries` positions may not attend to.
+
+        A forward over the whole sequence (training, a prompt's prefill) has one query per position; a longer one
+        (generation without a cache) continues after the sequence; a shorter one is a cached decoding step, whose
+        new tokens come after every image.
+        """
+        seen, length = self.seen, self.seen.shape[1]
+        if queries < length:
+            seen = seen[:, -1:].expand(-1, queries)
+        elif queries > length:
+            seen = torch.cat([seen, seen[:, -1:].expand(-1, queries - length)], 1)
+        return self.token_images[:, None, :] > seen[:, :, None]
 
 
 class GatedCrossAttention(Fusion):
@@ -101,7 +170,7 @@ class GatedCrossAttention(Fusion):
                 raise ConfigError(key, f"must be positive, got {value}")
         self.every_n_layers, self.heads, self.ff_mult = every_n_layers, heads, ff_mult
         self.blocks = nn.ModuleList()
-        self._context: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._context: _Context | None = None
 
     def attach(self, lm: HFCausalLM) -> None:
         layers = decoder_layers(lm)
@@ -119,13 +188,28 @@ class GatedCrossAttention(Fusion):
         def hook(module: nn.Module, args: tuple, kwargs: dict):
             if self._context is None:  # a text-only forward: the LM runs as it was
                 return None
-            visual, padding = self._context
             if args:
-                return (self.blocks[block](args[0], visual, padding), *args[1:]), kwargs
-            kwargs["hidden_states"] = self.blocks[block](kwargs["hidden_states"], visual, padding)
+                return (self._condition(block, args[0]), *args[1:]), kwargs
+            kwargs["hidden_states"] = self._condition(block, kwargs["hidden_states"])
             return args, kwargs
 
         return hook
+
+    def _condition(self, block: int, x: torch.Tensor) -> torch.Tensor:
+        """`x` through cross-attention block `block`, each position seeing the images placed at or before it.
+
+        Interleaved text attends to every earlier image of its document (Idefics1 on OBELICS), not only to the
+        latest one (Flamingo), and never to a later one. A position before every image sees none: the block
+        leaves it exactly as it was (its feed-forward too), so text before the first image, and a document
+        without images, are computed as the text-only LM computes them.
+        """
+        blocked = self._context.blocked(x.shape[1])
+        sees = ~blocked.all(-1, keepdim=True)  # [B, Q, 1]
+        if not bool(sees.any()):
+            return x
+        # A row with every key blocked would softmax to NaN: it attends anywhere instead, and its result is dropped.
+        out = self.blocks[block](x, self._context.visual, blocked & sees)
+        return torch.where(sees, out, x)
 
     def sequence_tokens(self, visual_tokens: int) -> int:
         return 1
@@ -143,14 +227,8 @@ class GatedCrossAttention(Fusion):
         return embeds  # the placeholder keeps its own (learned) token embedding
 
     @contextmanager
-    def conditioned_on(self, visual: list[torch.Tensor]) -> Iterator[None]:
-        longest = max(v.shape[0] for v in visual)
-        padded = visual[0].new_zeros(len(visual), longest, visual[0].shape[-1])
-        padding = torch.ones(len(visual), longest, dtype=torch.bool, device=visual[0].device)
-        for i, tokens in enumerate(visual):
-            padded[i, : tokens.shape[0]] = tokens
-            padding[i, : tokens.shape[0]] = False
-        self._context = (padded, padding)
+    def conditioned_on(self, visual: list[torch.Tensor], layout: ImageLayout | None = None) -> Iterator[None]:
+        self._context = _Context.build(visual, layout)
         try:
             yield
         finally:

@@ -34,4 +34,17 @@ def provenance_lines(runs: list[dict[str, Any]]) -> list[str]:
         f"data: {_counted(Counter(prov.get('dataset_version') or 'unknown' for prov in recorded))}",
         f"commands: {_counted(Counter(prov.get('command') or 'unknown' for prov in recorded))}",
     ]
+    if skipped := _skipped(runs):
+        lines.append(f"rows skipped while reading the data: {skipped}")
     return lines
+
+
+def _skipped(runs: list[dict[str, Any]]) -> str:
+    """The bad rows of the data, per source and reason (`test/vqav2: undecodable_image 2`): one suite build
+    gives every run the same counts, so a source's largest count over the runs is shown."""
+    counts: dict[tuple[str, str], int] = {}
+    for run in runs:
+        for source, reasons in ((run.get("cost") or {}).get("data_skipped") or {}).items():
+            for reason, n in reasons.items():
+                counts[source, reason] = max(counts.get((source, reason), 0), int(n))
+    return "; ".join(f"{source}: {reason} {n}" for (source, reason), n in sorted(counts.items()))

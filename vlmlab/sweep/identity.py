@@ -15,6 +15,7 @@ NON_SCIENCE_KEYS = (
     "hydra", "paths", "logger", "ablation", "checkpoint", "checkpoint_every_n_steps", "performance",
     "data.num_workers", "trainer.devices", "trainer.num_nodes", "trainer.strategy", "trainer.sync_batchnorm",
     "trainer.log_every_n_steps", "trainer.enable_progress_bar", "trainer.enable_model_summary",
+    "data.suite.mirror", "data.suite.image_store",  # where a hub suite's files are read from, not which files
 )
 
 

@@ -1,27 +1,29 @@
-"""The LightningDataModule: in-memory examples, a seeded resumable training order, and the VLM collator."""
+"""The LightningDataModule: the training samples (decoded in memory, or read from Arrow files by the loader's
+workers), a seeded resumable training order, and the VLM collator."""
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from vlmlab.data.collate import Example, VLMCollator
+from vlmlab.data.arrow_samples import Samples, selected
+from vlmlab.data.collate import Sample, VLMCollator
 from vlmlab.train.sampler import ResumableSampler
 
 
-def sampled(examples: list[Example], mixture: Mapping[str, float] | None) -> tuple[list[Example], list[float]]:
-    """The examples training draws from and each one's sampling weight (uniform without a mixture)."""
+def sampled(tasks: Sequence[str], mixture: Mapping[str, float] | None) -> tuple[list[int], list[float]]:
+    """The rows training draws from (by index) and each one's sampling weight (uniform without a mixture)."""
     if not mixture:
-        return examples, [1.0] * len(examples)
+        return list(range(len(tasks))), [1.0] * len(tasks)
     # A mixture weights tasks, not rows: each task's share of the samples is its weight's share.
-    kept = [ex for ex in examples if mixture.get(ex.task, 0) > 0]
-    sizes = Counter(ex.task for ex in kept)
-    return kept, [float(mixture[ex.task]) / sizes[ex.task] for ex in kept]
+    kept = [i for i, task in enumerate(tasks) if mixture.get(task, 0) > 0]
+    sizes = Counter(tasks[i] for i in kept)
+    return kept, [float(mixture[tasks[i]]) / sizes[tasks[i]] for i in kept]
 
 
 class VLMDataModule(L.LightningDataModule):
@@ -33,7 +35,7 @@ class VLMDataModule(L.LightningDataModule):
     """
 
     def __init__(
-        self, train: list[Example], val: list[Example], collator: VLMCollator, batch_size: int, seed: int,
+        self, train: Samples, val: Sequence[Sample], collator: VLMCollator, batch_size: int, seed: int,
         num_workers: int = 0, mixture: Mapping[str, float] | None = None, pin_memory: bool = False,
         prefetch_factor: int | None = None,
     ) -> None:
@@ -41,7 +43,12 @@ class VLMDataModule(L.LightningDataModule):
         if batch_size <= 0:
             raise ValueError(f"data.batch_size must be positive, got {batch_size}")
         self.mixture = {task: float(w) for task, w in mixture.items() if w > 0} if mixture else None
-        self.train_examples, self.train_weights = sampled(train, self.mixture)
+        # What the run counts before training (tokens, cost) reads the descriptions: for samples read from Arrow
+        # files, their text and image shapes alone; the loader reads the samples themselves.
+        described = train.described()
+        kept, self.train_weights = sampled([sample.task for sample in described], self.mixture)
+        self.train_examples = [described[i] for i in kept]
+        self.train_dataset = selected(train, kept)
         self.val_examples = val
         self.collator = collator
         self.batch_size = batch_size
@@ -78,7 +85,7 @@ class VLMDataModule(L.LightningDataModule):
     # and the adapters a later stage injects draw from.
     def train_dataloader(self) -> DataLoader:
         return DataLoader(
-            self.train_examples, batch_size=self.batch_size, sampler=self.sampler, drop_last=True,
+            self.train_dataset, batch_size=self.batch_size, sampler=self.sampler, drop_last=True,
             collate_fn=self.collator.train_batch, generator=torch.Generator().manual_seed(self.sampler.seed),
             **self._loader_options(),
         )

@@ -6,7 +6,6 @@ import functools
 import signal
 import time
 import warnings
-from collections import Counter
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,10 +17,11 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 from transformers import PreTrainedTokenizerBase
 
-from vlmlab.data.collate import Example, VLMCollator
+from vlmlab.data.arrow_samples import ArrowSamples, InMemorySamples, Samples
+from vlmlab.data.collate import Sample, VLMCollator
 from vlmlab.data.examples import split_examples
 from vlmlab.data.images import ImageProcessor
-from vlmlab.data.suite import Suite
+from vlmlab.data.suite import Suite, skipped_rows
 from vlmlab.data.tokenizer import IMAGE_TOKEN, pretrained_tokenizer, synthetic_tokenizer
 from vlmlab.eval.harness import evaluate, limit_per_task, with_context
 from vlmlab.models.build import build_vlm, count_parameters, instantiate_group
@@ -38,7 +38,7 @@ from vlmlab.train.performance import (
     apply_performance, building_on, evaluation_precision, training_device, weight_dtype,
 )
 from vlmlab.train.sharding import full_weights, strategy_for
-from vlmlab.train.sample_cost import SampleCost, inference_sample_flops, training_sample_cost
+from vlmlab.train.sample_cost import SampleCost, inference_sample_flops, mean_image_tokens, training_sample_cost
 from vlmlab.train.stages import Stage, adaptation_changed, resolve_stages
 
 
@@ -60,8 +60,24 @@ def _suite(spec: Suite, cache_dir: str) -> datasets.DatasetDict:
 
 
 @functools.lru_cache(maxsize=16)
-def _examples(spec: Suite, cache_dir: str, images: ImageProcessor, split: str) -> list[Example]:
-    return split_examples(_suite(spec, cache_dir)[split], images)
+def _examples(spec: Suite, cache_dir: str, images: ImageProcessor, split: str,
+              tasks: tuple[str, ...] | None = None) -> list[Sample]:
+    return split_examples(_suite(spec, cache_dir)[split], images, tasks)
+
+
+@functools.lru_cache(maxsize=16)
+def training_samples(spec: Suite, cache_dir: str, images: ImageProcessor, split: str) -> Samples:
+    """A split's samples to train (or validate) on: decoded into memory once, when the suite says it fits
+    (a generated suite), else read from its Arrow files by the loader's workers (a hub suite, any size)."""
+    if spec.in_memory:
+        return InMemorySamples(_examples(spec, cache_dir, images, split))
+    return ArrowSamples(_suite(spec, cache_dir)[split], images)
+
+
+def context_pool(spec: Suite, cache_dir: str, images: ImageProcessor, tasks: set[str]) -> list[Sample]:
+    """The training rows k-shot evaluation draws its shots from: those of the tasks the shots come from."""
+    sources = spec.context_tasks()
+    return _examples(spec, cache_dir, images, "train", tuple(sorted({sources.get(t, t) for t in tasks})))
 
 
 def prompt_templates(data: DictConfig) -> dict[str, str]:
@@ -83,15 +99,9 @@ def _tokenizer(
     train = _suite(spec, cache_dir)["train"]
     prompts = set(train["prompt"])
     corpus = [t.format(prompt=p) for t in templates for p in prompts] + [" " + a for a in set(train["answer"])]
+    if "texts" in train.column_names:  # interleaved documents: their text segments
+        corpus += sorted({" " + text for texts in train["texts"] for text in texts if text})
     return synthetic_tokenizer(corpus, Path(cache_dir) / "tokenizers")
-
-
-def _mean_tokens(count, images: ImageProcessor, examples: list[Example], training: bool) -> float | int:
-    """Mean tokens per image over `examples` (an int when every image costs the same, as with square images)."""
-    shapes = Counter(tuple(ex.pixels.shape[-2:]) for ex in examples)
-    total = sum(n * count(images.view_shapes(h, w, training)) for (h, w), n in shapes.items())
-    mean = total / max(1, len(examples))
-    return int(mean) if mean == int(mean) else round(mean, 2)
 
 
 @dataclass
@@ -145,8 +155,8 @@ def stage_data(cfg: DictConfig, model: VisionLanguageModel, spec: Suite, tokeniz
     images: ImageProcessor = instantiate(cfg.data.image, _convert_="all")
     collator = VLMCollator(tokenizer, images, model.sequence_tokens, cfg.data.prompt_template,
                            prompt_templates(cfg.data))
-    datamodule = VLMDataModule(_examples(spec, cache_dir, images, "train"),
-                               _examples(spec, cache_dir, images, "validation"),
+    datamodule = VLMDataModule(training_samples(spec, cache_dir, images, "train"),
+                               training_samples(spec, cache_dir, images, "validation"),
                                collator, layout.micro_batch, cfg.seed, cfg.data.num_workers, cfg.data.get("mixture"),
                                pin_memory=bool(performance.get("pin_memory")),
                                prefetch_factor=performance.get("prefetch_factor"))
@@ -166,7 +176,8 @@ def _train_stage(
     layout = Parallelism.from_config(cfg)  # batch is the global batch; each process runs micro-batches of it
     data = stage_data(cfg, model, spec, tokenizer, layout)
     images, collator, datamodule, sample = data.images, data.collator, data.datamodule, data.sample
-    train = _examples(spec, str(cfg.paths.cache_dir), images, "train")  # cached: the list the data module holds
+    # Every training row, decoded or described (its image shapes without its pixels).
+    train = training_samples(spec, str(cfg.paths.cache_dir), images, "train").described()
     budget = Budget.from_config(cfg.get("budget"))
     steps = budget.steps(cfg.trainer.max_steps, batch, sample)
     last = checkpoint_dir / "last.ckpt"
@@ -198,8 +209,8 @@ def _train_stage(
         "train_steps": trainer.global_step,
         "train_seconds": round(seconds, 3),
         "train_samples_per_second": round(samples / seconds, 2) if seconds > 0 else None,
-        "visual_tokens_per_image": _mean_tokens(model.visual_tokens, images, train, training=True),
-        "sequence_tokens_per_image": _mean_tokens(model.sequence_tokens, images, train, training=True),
+        "visual_tokens_per_image": mean_image_tokens(model.visual_tokens, images, train, training=True),
+        "sequence_tokens_per_image": mean_image_tokens(model.sequence_tokens, images, train, training=True),
         "train_flops_per_sample": round(sample.flops),
         "train_flops": round(sample.flops * samples),
         "train_tokens": round(sample.tokens * samples),
@@ -334,7 +345,7 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, run_id: str,
     tasks = set(cfg.eval.tasks or spec.task_metrics())  # null: every benchmark the suite scores
     test = [ex for ex in test if ex.task in tasks]
     # k-shot evaluation (the paper's ablations are 4-shot): contexts drawn from the training split with a fixed seed.
-    test = with_context(test, _examples(spec, cache_dir, images, "train"), cfg.eval.get("shots", 0), seed=0,
+    test = with_context(test, context_pool(spec, cache_dir, images, tasks), cfg.eval.get("shots", 0), seed=0,
                         sources=spec.context_tasks())
     started = time.perf_counter()
     with evaluation_precision(cfg.trainer):
@@ -351,7 +362,7 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, run_id: str,
     last = stage_costs[-1]
     cost = {key: last[key] for key in ("params_total", "params_trainable", "params_by_component",
                                        "visual_tokens_per_image", "sequence_tokens_per_image")} | {
-        "visual_tokens_per_image_eval": _mean_tokens(model.visual_tokens, images, test, training=False),
+        "visual_tokens_per_image_eval": mean_image_tokens(model.visual_tokens, images, test, training=False),
         "budget": Budget.from_config(cfg.get("budget")).record(sum(c["budget"]["steps"] for c in stage_costs)),
         "train_steps": steps,
         "train_seconds": round(train_seconds, 3),
@@ -366,5 +377,7 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, run_id: str,
     }
     if len(stages) > 1:
         cost["stages"] = stage_costs
+    if skipped := skipped_rows(spec, cache_dir):
+        cost["data_skipped"] = skipped
     return RunOutcome(metrics=result.scores, cost=cost, predictions=result.predictions, dataset_version=spec.version,
                       loss_log=loss_log_csv([*trained.loss_rows, {"step": steps, **test_row}]))

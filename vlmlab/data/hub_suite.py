@@ -1,0 +1,228 @@
+"""A suite read from Hugging Face datasets: a training mixture of hub sources and the paper's benchmarks.
+
+Each source is one split of one hub dataset: its files (`HubFiles`: repository, revision, file patterns, or
+a local directory laid out like the repository), the adapter that says which of its columns make a sample
+(`vlmlab.data.benchmarks`), and the task name it trains or is scored under. `conf/data/idefics2_ablation.yaml`
+and its siblings name every source in YAML; adding a benchmark is one adapter entry and one source entry.
+
+The suite is built once per spec into Arrow files under the cache (`load`), in the same columns as the
+synthetic suites (image, image_id, task, prompt, answer, answers), so the rest of a run reads it as it reads
+them. A source's rows that cannot become samples are skipped and counted per reason; a source that yields
+nothing is refused, naming the source and split.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import datasets
+from PIL import Image
+
+from vlmlab.data.adapters import DatasetFormatError, DocumentSample, Sample, adapter, load_documents, load_samples
+from vlmlab.data.benchmarks import DocumentSpec
+from vlmlab.data.cache import build_once
+from vlmlab.data.hub_files import HubFiles
+
+VERSION = "hub-v1"
+SPLITS = ("train", "validation", "test")
+FEATURES = datasets.Features({
+    "image": datasets.Image(), "image_id": datasets.Value("string"), "task": datasets.Value("string"),
+    "prompt": datasets.Value("string"), "answer": datasets.Value("string"),
+    "answers": datasets.List(datasets.Value("string")),
+    # An interleaved document (OBELICS's layout): at each position an image or a text segment, None in the gaps.
+    # A document row has no `image`; an (image, prompt, answer) row has empty lists.
+    "images": datasets.List(datasets.Image()), "texts": datasets.List(datasets.Value("string")),
+})
+
+
+@dataclass(frozen=True, kw_only=True)
+class Source:
+    """One split of one hub dataset, read with one adapter, under one task name."""
+
+    adapter: str                     # a name of vlmlab.data.benchmarks' registry: which columns mean what
+    repo: str                        # the hub repository (its files: `patterns` at `revision`)
+    split: str                       # the split its files hold, as the adapter names it
+    patterns: tuple[str, ...] = ("*.parquet",)
+    revision: str | None = None
+    local_dir: str | None = None     # a directory laid out like the repository, read instead of the hub
+    task: str | None = None          # the task (benchmark column) its samples count under; default: the adapter
+    limit: int | None = None         # a fixed, seeded subset of this many samples (VQAv2's val subset)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "patterns", tuple(self.patterns))
+        adapter(self.adapter)  # KeyError naming the known adapters
+        if self.limit is not None and self.limit <= 0:
+            raise ValueError(f"source {self.name}: limit must be positive, got {self.limit}")
+
+    @property
+    def name(self) -> str:
+        return self.task or self.adapter
+
+    def files(self, mirror: str | None = None) -> HubFiles:
+        """Its files on the hub, or in `local_dir`, or under a mirror laid out as `<mirror>/<org>/<name>/...`."""
+        local = self.local_dir or (str(Path(mirror) / self.repo) if mirror else None)
+        return HubFiles(repo=self.repo, patterns=self.patterns, revision=self.revision, local_dir=local)
+
+
+def _sources(raw: Sequence[Mapping[str, Any] | Source], role: str) -> tuple[Source, ...]:
+    sources = tuple(s if isinstance(s, Source) else Source(**dict(s)) for s in raw or ())
+    names = [s.name for s in sources]
+    if len(set(names)) != len(names):
+        raise ValueError(f"hub suite: two {role} sources share a task name ({', '.join(names)}); set `task:`")
+    return sources
+
+
+@dataclass(frozen=True, kw_only=True)
+class HubSuite:
+    """Everything that determines a hub-backed suite; equal specs give identical data.
+
+    train: the sources a mixture weights (`data.mixture` by task name); benchmarks: the test split, one task
+    each; shots: each benchmark's support set for k-shot evaluation, under the benchmark's task name, kept in
+    the training split but given no mixture weight; validation_per_source: rows held out of each training
+    source for the validation loss.
+    """
+
+    name: str
+    train: tuple[Source, ...] = ()
+    benchmarks: tuple[Source, ...] = ()
+    shots: tuple[Source, ...] = ()
+    seed: int = 0
+    canvas: int = 384                # longest side an image is stored at: the model's resolution, or above
+    validation_per_source: int = 16
+    mirror: str | None = None        # a directory of repositories (`<org>/<name>/...`) read instead of the hub
+    image_store: str | None = None   # where the images of URL-only documents were downloaded (vlmlab prefetch)
+    in_memory = False  # any size: a run reads each sample from the Arrow files in the loader's workers
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "train", _sources(self.train, "train"))
+        object.__setattr__(self, "benchmarks", _sources(self.benchmarks, "benchmark"))
+        object.__setattr__(self, "shots", _sources(self.shots, "shots"))
+        if not self.train or not self.benchmarks:
+            raise ValueError(f"hub suite {self.name}: needs at least one train source and one benchmark")
+        unknown = {s.name for s in self.shots} - {b.name for b in self.benchmarks}
+        if unknown:
+            raise ValueError(f"hub suite {self.name}: shots for no benchmark: {', '.join(sorted(unknown))}")
+        documents = [b.name for b in self.benchmarks if isinstance(adapter(b.adapter), DocumentSpec)]
+        if documents:
+            raise ValueError(f"hub suite {self.name}: documents cannot be a benchmark: {', '.join(documents)}")
+        overlap = {s.name for s in self.train} & {b.name for b in self.benchmarks}
+        if overlap:  # the shots of a benchmark live in the training split under its name: they must not train
+            raise ValueError(f"hub suite {self.name}: a train source and a benchmark share the task name "
+                             f"{', '.join(sorted(overlap))}; rename one with `task:`")
+
+    @property
+    def version(self) -> str:
+        """What a record names as its data: the builder's version, the suite and its spec's digest."""
+        return f"{VERSION}:{self.name}-{self.digest()}"
+
+    def digest(self) -> str:
+        """Short stable hash of the spec: the cache key of its built splits."""
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+    # The suite interface of a run (vlmlab.data.suite.Suite).
+    def load(self, cache_dir: str | os.PathLike) -> datasets.DatasetDict:
+        target = Path(cache_dir) / "hub" / f"{self.name}-{self.digest()}"
+        build_once(target, self._build)
+        return datasets.load_from_disk(str(target / "splits"))
+
+    def task_metrics(self) -> dict[str, str]:
+        return {b.name: adapter(b.adapter).metric for b in self.benchmarks}
+
+    def train_tasks(self) -> tuple[str, ...]:
+        return tuple(s.name for s in self.train)
+
+    def context_tasks(self) -> dict[str, str]:
+        return {}  # each benchmark's shots are in the training split under the benchmark's own name
+
+    def hub_files(self) -> list[HubFiles]:
+        """Every file the suite reads: what `vlmlab prefetch` downloads for an offline cluster."""
+        return [s.files(self.mirror) for s in (*self.train, *self.shots, *self.benchmarks)]
+
+    def skipped(self, cache_dir: str | os.PathLike) -> dict[str, dict[str, int]]:
+        """Rows skipped while building, per source (`train/obelics`, `shots/vqav2`, `test/vqav2`) and reason
+        (undecodable image, wrong answer count, image not fetched, ...)."""
+        self.load(cache_dir)
+        path = Path(cache_dir) / "hub" / f"{self.name}-{self.digest()}" / "skipped.json"
+        return json.loads(path.read_text())
+
+    # Building.
+    def _build(self, staging: Path) -> None:
+        skipped: dict[str, Counter] = {}
+        rows: dict[str, list[dict]] = {split: [] for split in SPLITS}
+        for source in self.train:
+            samples = self._samples(source, "train", skipped)
+            held = self.validation_per_source
+            if len(samples) <= held:
+                raise DatasetFormatError(source.repo, source.split, f"train source {source.name} has "
+                                         f"{len(samples)} samples, not more than validation_per_source={held}")
+            rows["validation"] += samples[:held]
+            rows["train"] += samples[held:]
+        for source in self.shots:
+            rows["train"] += self._samples(source, "shots", skipped)
+        for source in self.benchmarks:
+            rows["test"] += self._samples(source, "test", skipped)
+        splits = datasets.DatasetDict({
+            split: datasets.Dataset.from_list(split_rows, features=FEATURES) for split, split_rows in rows.items()
+        })
+        staging.mkdir(parents=True)
+        splits.save_to_disk(str(staging / "splits"))
+        counts = {name: dict(sorted(reasons.items())) for name, reasons in sorted(skipped.items()) if reasons}
+        (staging / "skipped.json").write_text(json.dumps(counts, indent=1, sort_keys=True) + "\n")
+
+    def _samples(self, source: Source, role: str, skipped: dict[str, Counter]) -> list[dict]:
+        """The source's samples as rows, in a seeded order (a fixed subset when it has a limit); its bad rows
+        counted under `<role>/<task>` (a benchmark's shots and its questions are different files)."""
+        counter = skipped.setdefault(f"{role}/{source.name}", Counter())
+        files = [str(path) for path in source.files(self.mirror).paths()]
+        if isinstance(adapter(source.adapter), DocumentSpec):
+            samples = list(load_documents(source.adapter, source.split, data_files=files, skipped=counter,
+                                          image_store=self.image_store))
+        else:
+            samples = list(load_samples(source.adapter, source.split, data_files=files, skipped=counter))
+        order = _seeded_order(len(samples), f"{self.seed}:{source.name}")
+        chosen = order if source.limit is None else order[: source.limit]
+        return [_row(samples[i], source.name, self.canvas) for i in chosen]
+
+
+def _seeded_order(n: int, key: str) -> list[int]:
+    import random
+
+    order = list(range(n))
+    random.Random(hashlib.sha256(key.encode()).hexdigest()).shuffle(order)
+    return order
+
+
+def _row(sample: Sample | DocumentSample, task: str, canvas: int) -> dict:
+    """A sample in the suite's columns, its images at most `canvas` on their longest side, encoded losslessly."""
+    image_id = f"{task}:{sample.sample_id}"
+    if isinstance(sample, DocumentSample):
+        return {"image": None, "image_id": image_id, "task": task, "prompt": "", "answer": "", "answers": [],
+                "images": [None if isinstance(p, str) else _encoded(p, canvas) for p in sample.parts],
+                "texts": [p if isinstance(p, str) else None for p in sample.parts]}
+    return {"image": _encoded(sample.image, canvas), "image_id": image_id, "task": task, "prompt": sample.prompt,
+            "answer": _target(sample.answers), "answers": list(sample.answers), "images": [], "texts": []}
+
+
+def _encoded(image: Image.Image, canvas: int) -> dict:
+    if max(image.size) > canvas:
+        scale = canvas / max(image.size)
+        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
+                             Image.Resampling.BICUBIC)
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return {"bytes": buffer.getvalue(), "path": None}
+
+
+def _target(answers: Sequence[str]) -> str:
+    """The answer a shot shows and training learns: the most common reference (VQA's ten), else the first."""
+    counts = Counter(answers)
+    return max(answers, key=lambda a: (counts[a], -answers.index(a)))
+
