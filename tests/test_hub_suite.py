@@ -71,6 +71,28 @@ def test_the_same_spec_gives_the_same_rows_and_a_limit_is_a_seeded_subset(tmp_pa
     assert other_seed != first and sorted(other_seed) == sorted(first)
 
 
+def test_cauldron_conversations_train_as_one_sequence_each(tmp_path):
+    spec = suite("cauldron_sft", "data.suite.validation_per_source=2")
+    train = spec.load(tmp_path)["train"]
+    assert spec.train_tasks() == ("sft_vqav2", "sft_okvqa", "sft_textvqa")
+    assert [train["task"].count(task) for task in spec.train_tasks()] == [6, 6, 6]  # 8 good rows, 2 held out
+    row = train[0]
+    assert row["texts"][1:] == ["what color is the picture?", row["texts"][2], "is it a picture?", "yes"]
+    assert row["images"][0] is not None and row["prompts"] == [False, True, False, True, False]
+    assert spec.skipped(tmp_path)["train/sft_vqav2"] == {"no_turns": 1}
+    with pytest.raises(ValueError, match="conversations: the adapter vqav2 has no turns"):
+        Source(adapter="vqav2", repo="a/b", split="train", conversations=True)
+
+
+def test_a_run_on_the_sft_preset_trains_on_conversations_and_scores_anls(checkout, cache_dir):
+    assert main(["train", f"paths.cache_dir={cache_dir}", "data=cauldron_sft", *MIRROR,
+                 "data.suite.validation_per_source=2", "trainer.max_steps=2", "data.batch_size=4",
+                 "eval.max_new_tokens=2", "logger=none"]) == 0
+    record = json.loads(next((checkout / "results" / "runs").rglob("*.json")).read_text())
+    assert record["status"] == "done", record["error"]
+    assert set(record["metrics"]) == {"textvqa", "vqav2", "docvqa"}
+
+
 def test_images_are_stored_no_larger_than_the_canvas(tmp_path):
     splits = suite("docvqa", "data.suite.canvas=20").load(tmp_path)
     assert max(splits["test"][0]["image"].size) == 20  # 32 x 40 documents, longest side scaled to 20

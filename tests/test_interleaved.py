@@ -292,3 +292,20 @@ def test_a_run_trains_on_stories_and_evaluates(checkout, cache_dir, fusion):
     assert record["status"] == "done", record.get("error")
     assert record["provenance"]["dataset_version"] == STORIES.version
     assert record["cost"]["train_steps"] == 2 and {"synth_count", "synth_caption"} <= set(record["metrics"])
+
+
+def test_a_conversation_trains_on_its_answers_and_reads_its_prompts_through_the_template(tokenizer):
+    collator = collator_for(tokenizer, lambda shapes: 4 * len(shapes))
+    talk = Document((image(0), "what word is written?", "cat", "what word is written?", "a picture"), "talk",
+                    prompts=frozenset({1, 3}))
+    batch = collator.train_batch([talk])
+    img, bos, eos = collator.image_token_id, tokenizer.bos_token_id, tokenizer.eos_token_id
+    prompt = words(tokenizer, TEMPLATE.format(prompt="what word is written?"))
+    answers = [words(tokenizer, "cat"), words(tokenizer, "a picture")]
+    expected = [bos, *[img] * 4, *prompt, *answers[0], *prompt, *answers[1], eos]
+    assert batch["input_ids"][0].tolist() == expected
+    assert batch["labels"][0][batch["labels"][0] != IGNORE_INDEX].tolist() == [*answers[0], *answers[1], eos]
+    assert collator.answer_tokens(talk) == len(answers[0]) + len(answers[1]) + 1
+    assert collator.text_tokens(talk, training=True) == len(expected) - 4  # all but the placeholders
+    with pytest.raises(ValueError, match="not all text segments"):
+        Document((image(0), "q"), "talk", prompts=frozenset({0}))

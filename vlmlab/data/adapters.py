@@ -29,7 +29,7 @@ from vlmlab.data.benchmarks import CAULDRON_SUBSETS, BadRow, DatasetSpec, Docume
 
 __all__ = [
     "CAULDRON_SUBSETS", "DatasetFormatError", "DatasetSpec", "DocumentSample", "DocumentSpec", "Sample", "adapter",
-    "cauldron", "image_file_name", "known", "load_documents", "load_samples", "to_samples",
+    "cauldron", "image_file_name", "known", "load_conversations", "load_documents", "load_samples", "to_samples",
 ]
 
 log = logging.getLogger(__name__)
@@ -99,11 +99,60 @@ def _load_split(spec: DatasetSpec | DocumentSpec, split: str, streaming: bool,
 
 @dataclass
 class DocumentSample:
-    """One interleaved document in vlmlab's common schema: text segments and decoded RGB images in order."""
+    """One interleaved document in vlmlab's common schema: text segments and decoded RGB images in order;
+    `prompts`: the positions of text the model reads but is not trained to write (a conversation's user turns)."""
 
     parts: list[str | Image.Image]
     task: str
     sample_id: str
+    prompts: frozenset[int] = frozenset()
+
+
+def load_conversations(
+    name: str | DatasetSpec, split: str, *, data_files: Mapping[str, Any] | str | list[str] | None = None,
+    limit: int | None = None, streaming: bool = False, cache_dir: str | None = None, skipped: Counter | None = None,
+) -> Iterator[DocumentSample]:
+    """Each row of a conversation dataset (the_cauldron's `texts` turns) as one document: its images, then each
+    turn's user text (a prompt) and assistant text (an answer), so that training puts the loss on the answers
+    alone and each answer sees the turns before it, as instruction fine-tuning trains on them."""
+    spec = name if isinstance(name, DatasetSpec) else adapter(name)
+    if not isinstance(spec, DatasetSpec) or spec.turns_column is None:
+        raise TypeError(f"{spec.name} has no conversation turns: read it with load_samples or load_documents")
+    data = _load_split(spec, split, streaming, data_files, cache_dir)
+    columns = getattr(data, "column_names", None)
+    if columns is not None:
+        _check_columns(spec, split, columns)
+        data = _undecoded_images(spec, data)
+    return _conversations(spec, data, split, limit, skipped if skipped is not None else Counter())
+
+
+def _conversations(spec: DatasetSpec, data: Iterable[Mapping[str, Any]], split: str, limit: int | None,
+                   skipped: Counter) -> Iterator[DocumentSample]:
+    rows = produced = 0
+    for index, row in enumerate(data):
+        rows += 1
+        try:
+            turns = spec.turns(row)
+            cells = row[spec.image_column]
+            images = [_decode(cell) for cell in (cells if isinstance(cells, (list, tuple)) else [cells])]
+        except BadRow as problem:
+            skipped[problem.reason] += 1
+            log.warning("%s split %r row %d skipped (%s)", spec.name, split, index, problem)
+            continue
+        parts: list[str | Image.Image] = [*images]
+        prompts = set()
+        for user, (assistant,) in turns:
+            prompts.add(len(parts))
+            parts += [user, assistant]
+        yield DocumentSample(parts=parts, task=spec.name, sample_id=str(index), prompts=frozenset(prompts))
+        produced += 1
+        if limit is not None and produced >= limit:
+            return
+    if rows == 0:
+        raise DatasetFormatError(spec.name, split, "the split is empty")
+    if produced == 0:
+        reasons = ", ".join(f"{reason}: {count}" for reason, count in sorted(skipped.items()))
+        raise DatasetFormatError(spec.name, split, f"all {rows} rows were skipped ({reasons})")
 
 
 def load_documents(

@@ -20,7 +20,8 @@ import datasets
 import torch
 from PIL import Image
 
-from vlmlab.data.collate import Document, Example, Sample
+from vlmlab.data.collate import Example, Sample
+from vlmlab.data.examples import row_document
 from vlmlab.data.images import ImageProcessor
 
 _UNDECODED = datasets.Image(decode=False)
@@ -70,8 +71,7 @@ class ArrowSamples(Sequence[Sample]):
 
     def _sample(self, row: dict[str, Any], pixels) -> Sample:
         if self.documents and row["texts"]:
-            parts = tuple(pixels(image) if text is None else text for image, text in zip(row["images"], row["texts"]))
-            return Document(parts, row["task"])
+            return row_document(row["images"], row["texts"], row.get("prompts"), row["task"], pixels)
         return Example(pixels(row["image"]), row["task"], row["prompt"], row["answer"],
                        tuple(row.get("answers") or ()))
 

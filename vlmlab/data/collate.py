@@ -59,6 +59,14 @@ class Document:
 
     parts: tuple[str | torch.Tensor, ...]  # a str is a text segment, a tensor an image's uint8 pixels [3, H, W]
     task: str
+    # Positions of `parts` that are prompts: text the model reads but is not trained to write (a conversation's
+    # user turns), each written with its task's prompt template, as an example's prompt is. Every other text
+    # segment carries the loss; a conversation is a document whose answers alone do.
+    prompts: frozenset[int] = frozenset()
+
+    def __post_init__(self) -> None:
+        if any(i >= len(self.parts) or not isinstance(self.parts[i], str) for i in self.prompts):
+            raise ValueError(f"a {self.task} document's prompts {sorted(self.prompts)} are not all text segments")
 
     @property
     def images(self) -> tuple[torch.Tensor, ...]:
@@ -110,15 +118,24 @@ class VLMCollator:
     def _turn_ids(self, example: Example, views: list[torch.Tensor]) -> list[int]:
         return [*self._placeholders(views), *self._text_ids(example)]
 
-    def _segment_ids(self, text: str) -> list[int]:
-        """A document's text segment, tokenized as a run of words following whatever came before it.
+    def _segment_ids(self, text: str, template: str | None = None) -> list[int]:
+        """A document's text segment, tokenized as a run of words following whatever came before it; a prompt
+        segment written with `template` first.
 
         Whitespace at a segment's ends is not kept: every segment starts a new word (a leading space, as an
         answer has) and ends one, so an image always sits between two words and a segment tokenizes the same
         wherever it is. A segment of whitespace only has no tokens.
         """
         text = text.strip()
+        if template is not None:
+            text = template.format(prompt=text).strip()
         return self.tokenizer(" " + text, add_special_tokens=False).input_ids if text else []
+
+    def _segments(self, document: "Document") -> list[tuple[int, bool]]:
+        """Each text segment's token count and whether it carries the loss, in order."""
+        prompts = document.prompts
+        return [(self._segment_length(part, document.task if i in prompts else None), i not in prompts)
+                for i, part in enumerate(document.parts) if isinstance(part, str)]
 
     def text_tokens(self, example: Sample, training: bool) -> int:
         """Tokens of the sample's sequence besides image placeholders: bos, prompts, answers (or texts), eos.
@@ -127,7 +144,7 @@ class VLMCollator:
         [bos], each in-context shot's prompt and answer, then the query's prompt (its answer is generated).
         """
         if isinstance(example, Document):
-            return 1 + self.answer_tokens(example)
+            return 2 + sum(length for length, _ in self._segments(example))  # bos, every segment, eos
         if training:
             return 1 + self._length(example, "prompt") + self._length(example, "answer")
         shots = sum(self._length(shot, "prompt") + self._length(shot, "answer") for shot in example.context)
@@ -141,11 +158,12 @@ class VLMCollator:
             self._lengths[key] = len(ids)
         return self._lengths[key]
 
-    def _segment_length(self, text: str) -> int:
-        """Tokens of a document's text segment, counted once per distinct text."""
-        key = ("segment", "", text)
+    def _segment_length(self, text: str, prompt_of: str | None = None) -> int:
+        """Tokens of a document's text segment (a prompt of task `prompt_of`), counted once per distinct text."""
+        key = ("prompt segment" if prompt_of is not None else "segment", prompt_of or "", text)
         if key not in self._lengths:
-            self._lengths[key] = len(self._segment_ids(text))
+            template = self.template_for(prompt_of) if prompt_of is not None else None
+            self._lengths[key] = len(self._segment_ids(text, template))
         return self._lengths[key]
 
     def _prompt_ids(self, example: Example, views: list[torch.Tensor]) -> list[int]:
@@ -171,7 +189,7 @@ class VLMCollator:
     def answer_tokens(self, example: Sample) -> int:
         """How many tokens of `example` carry the training loss (an answer and eos; a document's texts and eos)."""
         if isinstance(example, Document):
-            return sum(self._segment_length(text) for text in example.texts) + 1
+            return sum(length for length, trained in self._segments(example) if trained) + 1
         return self._length(example, "answer")
 
     def _example_sequence(self, example: Example) -> _Sequence:
@@ -182,13 +200,14 @@ class VLMCollator:
 
     def _document_sequence(self, document: Document) -> _Sequence:
         """[bos], each text segment's tokens and each image's placeholders in reading order, eos; the loss on
-        every text token and eos."""
+        every text token but the prompts', and on eos."""
         seq = _Sequence([self.tokenizer.bos_token_id], [IGNORE_INDEX], [], [])
-        for part in document.parts:
+        for index, part in enumerate(document.parts):
             if isinstance(part, str):
-                text = self._segment_ids(part)
+                prompt = index in document.prompts
+                text = self._segment_ids(part, self.template_for(document.task) if prompt else None)
                 seq.ids += text
-                seq.labels += text
+                seq.labels += [IGNORE_INDEX] * len(text) if prompt else text
                 continue
             views = self.images.views(part, training=True)
             placeholders = self._placeholders(views)

@@ -7,9 +7,10 @@ reading order, position i an image when `images[i]` is set and a text segment wh
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import datasets
+import torch
 
 from vlmlab.data.collate import Document, Example, Sample
 from vlmlab.data.images import ImageProcessor
@@ -17,15 +18,17 @@ from vlmlab.data.images import ImageProcessor
 DOCUMENT_COLUMNS: tuple[str, ...] = ("images", "texts")
 
 
-def _document(images: list[dict | None], texts: list[str | None], task: str, processor: ImageProcessor) -> Document:
-    """An OBELICS-style row (aligned `images` and `texts`, None where the other one is) as a Document."""
+def row_document(images: list[dict | None], texts: list[str | None], prompts: list[bool] | None, task: str,
+                 pixels: Callable[[dict], torch.Tensor]) -> Document:
+    """An OBELICS-style row (aligned `images` and `texts`, None where the other one is; `prompts` marking the
+    positions that are prompts, when the split has that column) as a Document, each image made by `pixels`."""
     parts = []
     for image, text in zip(images, texts, strict=True):
         if (image is None) == (text is None):
             raise ValueError(f"a {task} document has a position with {'both' if image else 'neither'} an image "
                              "and a text: exactly one of `images[i]` and `texts[i]` must be set")
-        parts.append(processor.to_uint8(image) if image is not None else text)
-    return Document(tuple(parts), task)
+        parts.append(pixels(image) if image is not None else text)
+    return Document(tuple(parts), task, frozenset(i for i, prompt in enumerate(prompts or ()) if prompt))
 
 
 def split_examples(split: datasets.Dataset, images: ImageProcessor, tasks: Sequence[str] | None = None) -> list[Sample]:
@@ -36,9 +39,11 @@ def split_examples(split: datasets.Dataset, images: ImageProcessor, tasks: Seque
         raw = raw.cast_column("images", datasets.List(datasets.Image(decode=False)))
     # Suites with several references per sample (synthetic v2, hub benchmarks) have an `answers` column.
     names = ["image_id", "task", "prompt", "answer"] + (["answers"] if "answers" in raw.column_names else [])
-    columns = raw.select_columns(names + (["texts"] if documents else [])).to_dict()
+    marked = documents and "prompts" in raw.column_names  # a hub suite's conversations mark their prompts
+    columns = raw.select_columns(names + (["texts"] if documents else []) + (["prompts"] if marked else [])).to_dict()
     references = columns.get("answers") or [()] * len(columns["image_id"])
     texts = columns.get("texts") or [[]] * len(columns["image_id"])
+    prompts = columns.get("prompts") or [None] * len(columns["image_id"])
     pixels: dict[str, object] = {}
     keep = set(tasks) if tasks is not None else None
     examples: list[Sample] = []
@@ -46,7 +51,7 @@ def split_examples(split: datasets.Dataset, images: ImageProcessor, tasks: Seque
         if keep is not None and columns["task"][i] not in keep:
             continue
         if texts[i]:
-            examples.append(_document(raw[i]["images"], texts[i], columns["task"][i], images))
+            examples.append(row_document(raw[i]["images"], texts[i], prompts[i], columns["task"][i], images.to_uint8))
             continue
         if image_id not in pixels:
             pixels[image_id] = images.to_uint8(raw[i]["image"])

@@ -26,7 +26,9 @@ from typing import Any
 import datasets
 from PIL import Image
 
-from vlmlab.data.adapters import DatasetFormatError, DocumentSample, Sample, adapter, load_documents, load_samples
+from vlmlab.data.adapters import (
+    DatasetFormatError, DocumentSample, Sample, adapter, load_conversations, load_documents, load_samples,
+)
 from vlmlab.data.benchmarks import DocumentSpec
 from vlmlab.data.cache import build_once
 from vlmlab.data.hub_files import HubFiles
@@ -40,6 +42,8 @@ FEATURES = datasets.Features({
     # An interleaved document (OBELICS's layout): at each position an image or a text segment, None in the gaps.
     # A document row has no `image`; an (image, prompt, answer) row has empty lists.
     "images": datasets.List(datasets.Image()), "texts": datasets.List(datasets.Value("string")),
+    # Whether each position of a document is a prompt (a conversation's user turn: read, not trained on).
+    "prompts": datasets.List(datasets.Value("bool")),
 })
 
 
@@ -55,10 +59,13 @@ class Source:
     local_dir: str | None = None     # a directory laid out like the repository, read instead of the hub
     task: str | None = None          # the task (benchmark column) its samples count under; default: the adapter
     limit: int | None = None         # a fixed, seeded subset of this many samples (VQAv2's val subset)
+    conversations: bool = False      # train each row's turns as one sequence, the loss on the answers alone
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "patterns", tuple(self.patterns))
         adapter(self.adapter)  # KeyError naming the known adapters
+        if self.conversations and getattr(adapter(self.adapter), "turns_column", None) is None:
+            raise ValueError(f"source {self.name}: conversations: the adapter {self.adapter} has no turns")
         if self.limit is not None and self.limit <= 0:
             raise ValueError(f"source {self.name}: limit must be positive, got {self.limit}")
 
@@ -182,7 +189,9 @@ class HubSuite:
         counted under `<role>/<task>` (a benchmark's shots and its questions are different files)."""
         counter = skipped.setdefault(f"{role}/{source.name}", Counter())
         files = [str(path) for path in source.files(self.mirror).paths()]
-        if isinstance(adapter(source.adapter), DocumentSpec):
+        if source.conversations:
+            samples = list(load_conversations(source.adapter, source.split, data_files=files, skipped=counter))
+        elif isinstance(adapter(source.adapter), DocumentSpec):
             samples = list(load_documents(source.adapter, source.split, data_files=files, skipped=counter,
                                           image_store=self.image_store))
         else:
@@ -206,9 +215,11 @@ def _row(sample: Sample | DocumentSample, task: str, canvas: int) -> dict:
     if isinstance(sample, DocumentSample):
         return {"image": None, "image_id": image_id, "task": task, "prompt": "", "answer": "", "answers": [],
                 "images": [None if isinstance(p, str) else _encoded(p, canvas) for p in sample.parts],
-                "texts": [p if isinstance(p, str) else None for p in sample.parts]}
+                "texts": [p if isinstance(p, str) else None for p in sample.parts],
+                "prompts": [i in sample.prompts for i in range(len(sample.parts))]}
     return {"image": _encoded(sample.image, canvas), "image_id": image_id, "task": task, "prompt": sample.prompt,
-            "answer": _target(sample.answers), "answers": list(sample.answers), "images": [], "texts": []}
+            "answer": _target(sample.answers), "answers": list(sample.answers), "images": [], "texts": [],
+            "prompts": []}
 
 
 def _encoded(image: Image.Image, canvas: int) -> dict:
