@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import hydra
@@ -168,7 +169,38 @@ def _prefetch(axis: str, overrides: list[str], tuned: bool) -> int:
         print("HF_HUB_OFFLINE=1: checking the cache only; unset it to download")
     failed = [files for files in needed if not _fetch_one(files, download)]
     print(f"Hugging Face cache: {hub_cache()}; {len(needed) - len(failed)} of {len(needed)} ready")
-    return 1 if failed else 0
+    images_ready = all([_fetch_images(cfg, download) for cfg in _distinct_suites(arms.values())]) if not failed else True
+    return 1 if failed or not images_ready else 0
+
+
+def _distinct_suites(configs: Iterable[DictConfig]) -> list[DictConfig]:
+    """One config per distinct data suite among `configs`: arms that share a suite share its images."""
+    return list({OmegaConf.to_yaml(cfg.data.suite): cfg for cfg in configs}.values())
+
+
+def _fetch_images(cfg: DictConfig, download: bool) -> bool:
+    """The images of the suite's URL-only documents into its image store (or, offline, how many are there);
+    False when the suite has such documents and no `data.suite.image_store` to keep them."""
+    from hydra.utils import instantiate
+
+    from vlmlab.data.adapters import image_file_name
+    from vlmlab.data.hub_suite import HubSuite
+    from vlmlab.data.image_store import fetch_images
+
+    suite = instantiate(cfg.data.suite)
+    urls = suite.image_urls() if isinstance(suite, HubSuite) else []  # only a hub suite has URL-only documents
+    if not urls:
+        return True
+    store = suite.image_store
+    if store is None:
+        print(f"vlmlab prefetch: suite {suite.name}: its documents' {len(urls):,} images are URLs; set "
+              "data.suite.image_store=DIR (a directory every node reads) to download them", file=sys.stderr)
+        return False
+    counts = fetch_images(urls, store) if download else {"present": sum(
+        (Path(store) / image_file_name(url)).exists() for url in urls)}
+    print(f"images of {suite.name} in {store}: " + ", ".join(f"{n:,} {what}" for what, n in counts.items() if n)
+          + " (a dead link stays missing: its document trains without that image, counted in the record)")
+    return True
 
 
 def _fetch_one(files: HubFiles, download: bool) -> bool:

@@ -153,6 +153,21 @@ class HubSuite:
         """Every file the suite reads: what `vlmlab prefetch` downloads for an offline cluster."""
         return [s.files(self.mirror) for s in (*self.train, *self.shots, *self.benchmarks)]
 
+    def image_urls(self) -> list[str]:
+        """The image URLs of the suite's document sources (OBELICS): what the image store must hold. Read from
+        the sources' files (the image column alone), which must be there first."""
+        import pyarrow.parquet as pq
+
+        urls: dict[str, None] = {}
+        for source in self.train:
+            spec = adapter(source.adapter)
+            if not isinstance(spec, DocumentSpec):
+                continue
+            for path in source.files(self.mirror).paths():
+                for cells in pq.read_table(path, columns=[spec.images_column]).column(0).to_pylist():
+                    urls.update((c, None) for c in cells or () if isinstance(c, str) and c.startswith("http"))
+        return list(urls)
+
     def skipped(self, cache_dir: str | os.PathLike) -> dict[str, dict[str, int]]:
         """Rows skipped while building, per source (`train/obelics`, `shots/vqav2`, `test/vqav2`) and reason
         (undecodable image, wrong answer count, image not fetched, ...)."""
