@@ -74,8 +74,11 @@ def test_the_same_spec_gives_the_same_rows_and_a_limit_is_a_seeded_subset(tmp_pa
 def test_cauldron_conversations_train_as_one_sequence_each(tmp_path):
     spec = suite("cauldron_sft", "data.suite.validation_per_source=2")
     train = spec.load(tmp_path)["train"]
-    assert spec.train_tasks() == ("sft_vqav2", "sft_okvqa", "sft_textvqa")
-    assert [train["task"].count(task) for task in spec.train_tasks()] == [6, 6, 6]  # 8 good rows, 2 held out
+    assert spec.train_tasks() == ("sft_vqav2", "sft_okvqa", "sft_textvqa", "sft_text")
+    assert [train["task"].count(task) for task in spec.train_tasks()] == [6, 6, 6, 6]  # 8 good rows, 2 held out
+    chat = next(row for row in train if row["task"] == "sft_text")  # text only: system, user, assistant
+    assert chat["images"] == [None] * 3 and chat["prompts"] == [True, True, False] and chat["texts"][0].startswith("you")
+    assert spec.skipped(tmp_path)["train/sft_text"] == {"no_turns": 1}  # a chat with no assistant message
     row = train[0]
     assert row["texts"][1:] == ["what color is the picture?", row["texts"][2], "is it a picture?", "yes"]
     assert row["images"][0] is not None and row["prompts"] == [False, True, False, True, False]
@@ -120,7 +123,8 @@ def test_a_source_whose_rows_are_all_bad_is_refused_naming_it(tmp_path):
 @pytest.mark.parametrize("change, message", [
     ({"train": [{"adapter": "nosuch", "repo": "a/b", "split": "train"}]}, "unknown dataset 'nosuch'"),
     ({"shots": [{"adapter": "vqav2", "task": "gqa", "repo": "a/b", "split": "train"}]}, "shots for no benchmark: gqa"),
-    ({"benchmarks": [{"adapter": "obelics", "repo": "a/b", "split": "train"}]}, "documents cannot be a benchmark"),
+    ({"benchmarks": [{"adapter": "obelics", "repo": "a/b", "split": "train"}]}, "documents and chats cannot be"),
+    ({"train": [{"adapter": "chat", "repo": "a/b", "split": "train"}]}, "is a chat dataset: set `conversations: true`"),
 ])
 def test_a_bad_suite_spec_is_refused_naming_what_is_wrong(change, message):
     base = dict(name="x", train=[{"adapter": "coco_captions", "task": "pairs", "repo": "a/b", "split": "train"}],

@@ -25,7 +25,9 @@ from typing import Any
 import datasets
 from PIL import Image
 
-from vlmlab.data.benchmarks import CAULDRON_SUBSETS, BadRow, DatasetSpec, DocumentSpec, adapter, cauldron, known
+from vlmlab.data.benchmarks import (
+    CAULDRON_SUBSETS, BadRow, ChatSpec, DatasetSpec, DocumentSpec, adapter, cauldron, known,
+)
 
 __all__ = [
     "CAULDRON_SUBSETS", "DatasetFormatError", "DatasetSpec", "DocumentSample", "DocumentSpec", "Sample", "adapter",
@@ -76,7 +78,7 @@ def load_samples(
     return to_samples(spec, data, split, limit, skipped=skipped)
 
 
-def _load_split(spec: DatasetSpec | DocumentSpec, split: str, streaming: bool,
+def _load_split(spec: DatasetSpec | DocumentSpec | ChatSpec, split: str, streaming: bool,
                 data_files: Mapping[str, Any] | str | list[str] | None, cache_dir: str | None) -> Any:
     """One split with `datasets`: from the hub, or from local parquet files in the hub's columns."""
     if data_files is None:
@@ -115,36 +117,57 @@ def load_conversations(
     """Each row of a conversation dataset (the_cauldron's `texts` turns) as one document: its images, then each
     turn's user text (a prompt) and assistant text (an answer), so that training puts the loss on the answers
     alone and each answer sees the turns before it, as instruction fine-tuning trains on them."""
-    spec = name if isinstance(name, DatasetSpec) else adapter(name)
-    if not isinstance(spec, DatasetSpec) or spec.turns_column is None:
+    spec = name if isinstance(name, (DatasetSpec, ChatSpec)) else adapter(name)
+    if not (isinstance(spec, ChatSpec) or isinstance(spec, DatasetSpec) and spec.turns_column is not None):
         raise TypeError(f"{spec.name} has no conversation turns: read it with load_samples or load_documents")
     data = _load_split(spec, split, streaming, data_files, cache_dir)
     columns = getattr(data, "column_names", None)
     if columns is not None:
         _check_columns(spec, split, columns)
-        data = _undecoded_images(spec, data)
+        if isinstance(spec, DatasetSpec):
+            data = _undecoded_images(spec, data)
     return _conversations(spec, data, split, limit, skipped if skipped is not None else Counter())
 
 
-def _conversations(spec: DatasetSpec, data: Iterable[Mapping[str, Any]], split: str, limit: int | None,
+def _chat_turns(spec: ChatSpec, row: Mapping[str, Any]) -> list[tuple[str, bool]]:
+    """A chat row's messages as (text, is the assistant's); BadRow without an assistant message."""
+    messages = row[spec.messages_column] or []
+    turns = []
+    for message in messages:
+        content, role = (message or {}).get("content"), (message or {}).get("role")
+        if not isinstance(content, str) or not isinstance(role, str):
+            raise BadRow("bad_turn", f"message without role/content text: {message!r}")
+        turns.append((content, role == "assistant"))
+    if not any(answer for _, answer in turns):
+        raise BadRow("no_turns", "no assistant message")
+    return turns
+
+
+def _conversation_parts(spec: DatasetSpec | ChatSpec, row: Mapping[str, Any]) -> tuple[list, frozenset[int]]:
+    """A row's images (none for a chat), then its turns; and the positions that are prompts."""
+    if isinstance(spec, ChatSpec):
+        turns, images = _chat_turns(spec, row), []
+    else:
+        turns = [(text, answer) for user, (assistant,) in spec.turns(row)
+                 for text, answer in ((user, False), (assistant, True))]
+        cells = row[spec.image_column]
+        images = [_decode(cell) for cell in (cells if isinstance(cells, (list, tuple)) else [cells])]
+    parts = [*images, *(text for text, _ in turns)]
+    return parts, frozenset(len(images) + i for i, (_, answer) in enumerate(turns) if not answer)
+
+
+def _conversations(spec: DatasetSpec | ChatSpec, data: Iterable[Mapping[str, Any]], split: str, limit: int | None,
                    skipped: Counter) -> Iterator[DocumentSample]:
     rows = produced = 0
     for index, row in enumerate(data):
         rows += 1
         try:
-            turns = spec.turns(row)
-            cells = row[spec.image_column]
-            images = [_decode(cell) for cell in (cells if isinstance(cells, (list, tuple)) else [cells])]
+            parts, prompts = _conversation_parts(spec, row)
         except BadRow as problem:
             skipped[problem.reason] += 1
             log.warning("%s split %r row %d skipped (%s)", spec.name, split, index, problem)
             continue
-        parts: list[str | Image.Image] = [*images]
-        prompts = set()
-        for user, (assistant,) in turns:
-            prompts.add(len(parts))
-            parts += [user, assistant]
-        yield DocumentSample(parts=parts, task=spec.name, sample_id=str(index), prompts=frozenset(prompts))
+        yield DocumentSample(parts=parts, task=spec.name, sample_id=str(index), prompts=prompts)
         produced += 1
         if limit is not None and produced >= limit:
             return

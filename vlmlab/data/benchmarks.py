@@ -157,17 +157,41 @@ DOCUMENTS: dict[str, DocumentSpec] = {spec.name: spec for spec in (
 )}
 
 
+@dataclass(frozen=True, kw_only=True)
+class ChatSpec:
+    """A text-only instruction dataset in the hub's chat layout: a list of {role, content} messages per row.
+    It trains as conversations without images (the text-only part of an SFT mixture): every message but the
+    assistant's is a prompt."""
+
+    name: str
+    hub_id: str
+    messages_column: str = "messages"
+    config: str | None = None
+    splits: tuple[str, ...] = ("train",)
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return (self.messages_column,)
+
+
+CHATS: dict[str, ChatSpec] = {spec.name: spec for spec in (
+    ChatSpec(name="chat", hub_id="HuggingFaceTB/smoltalk", config="all"),
+)}
+
+
 def known() -> list[str]:
     """Every name `adapter` accepts: the benchmarks, then each the_cauldron subset."""
-    return sorted(REGISTRY) + sorted(DOCUMENTS) + [f"{CAULDRON_PREFIX}{subset}" for subset in CAULDRON_SUBSETS]
+    return sorted(REGISTRY) + sorted(DOCUMENTS) + sorted(CHATS) + [f"{CAULDRON_PREFIX}{subset}" for subset in CAULDRON_SUBSETS]
 
 
-def adapter(name: str) -> DatasetSpec | DocumentSpec:
+def adapter(name: str) -> DatasetSpec | DocumentSpec | ChatSpec:
     """The spec registered under `name`; KeyError listing the known names otherwise."""
     if name in REGISTRY:
         return REGISTRY[name]
     if name in DOCUMENTS:
         return DOCUMENTS[name]
+    if name in CHATS:
+        return CHATS[name]
     if name.startswith(CAULDRON_PREFIX) and name[len(CAULDRON_PREFIX):] in CAULDRON_SUBSETS:
         return cauldron(name[len(CAULDRON_PREFIX):])
     raise KeyError(f"unknown dataset {name!r}; known: {', '.join(known())}")

@@ -29,7 +29,7 @@ from PIL import Image
 from vlmlab.data.adapters import (
     DatasetFormatError, DocumentSample, Sample, adapter, load_conversations, load_documents, load_samples,
 )
-from vlmlab.data.benchmarks import DocumentSpec
+from vlmlab.data.benchmarks import ChatSpec, DocumentSpec
 from vlmlab.data.cache import build_once
 from vlmlab.data.hub_files import HubFiles
 
@@ -63,9 +63,12 @@ class Source:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "patterns", tuple(self.patterns))
-        adapter(self.adapter)  # KeyError naming the known adapters
-        if self.conversations and getattr(adapter(self.adapter), "turns_column", None) is None:
+        spec = adapter(self.adapter)  # KeyError naming the known adapters
+        turns = isinstance(spec, ChatSpec) or getattr(spec, "turns_column", None) is not None
+        if self.conversations and not turns:
             raise ValueError(f"source {self.name}: conversations: the adapter {self.adapter} has no turns")
+        if isinstance(spec, ChatSpec) and not self.conversations:
+            raise ValueError(f"source {self.name}: {self.adapter} is a chat dataset: set `conversations: true`")
         if self.limit is not None and self.limit <= 0:
             raise ValueError(f"source {self.name}: limit must be positive, got {self.limit}")
 
@@ -117,9 +120,9 @@ class HubSuite:
         unknown = {s.name for s in self.shots} - {b.name for b in self.benchmarks}
         if unknown:
             raise ValueError(f"hub suite {self.name}: shots for no benchmark: {', '.join(sorted(unknown))}")
-        documents = [b.name for b in self.benchmarks if isinstance(adapter(b.adapter), DocumentSpec)]
-        if documents:
-            raise ValueError(f"hub suite {self.name}: documents cannot be a benchmark: {', '.join(documents)}")
+        unscored = [b.name for b in self.benchmarks if isinstance(adapter(b.adapter), (DocumentSpec, ChatSpec))]
+        if unscored:  # a benchmark needs references to score against
+            raise ValueError(f"hub suite {self.name}: documents and chats cannot be a benchmark: {', '.join(unscored)}")
         overlap = {s.name for s in self.train} & {b.name for b in self.benchmarks}
         if overlap:  # the shots of a benchmark live in the training split under its name: they must not train
             raise ValueError(f"hub suite {self.name}: a train source and a benchmark share the task name "
