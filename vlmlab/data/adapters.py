@@ -17,10 +17,10 @@ import hashlib
 import io
 import logging
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import datasets
 from PIL import Image
@@ -35,6 +35,7 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # PIL's ways of saying "these bytes are not an image I can decode" (UnidentifiedImageError is an OSError).
 _DECODE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
@@ -158,24 +159,11 @@ def _conversation_parts(spec: DatasetSpec | ChatSpec, row: Mapping[str, Any]) ->
 
 def _conversations(spec: DatasetSpec | ChatSpec, data: Iterable[Mapping[str, Any]], split: str, limit: int | None,
                    skipped: Counter) -> Iterator[DocumentSample]:
-    rows = produced = 0
-    for index, row in enumerate(data):
-        rows += 1
-        try:
-            parts, prompts = _conversation_parts(spec, row)
-        except BadRow as problem:
-            skipped[problem.reason] += 1
-            log.warning("%s split %r row %d skipped (%s)", spec.name, split, index, problem)
-            continue
-        yield DocumentSample(parts=parts, task=spec.name, sample_id=str(index), prompts=prompts)
-        produced += 1
-        if limit is not None and produced >= limit:
-            return
-    if rows == 0:
-        raise DatasetFormatError(spec.name, split, "the split is empty")
-    if produced == 0:
-        reasons = ", ".join(f"{reason}: {count}" for reason, count in sorted(skipped.items()))
-        raise DatasetFormatError(spec.name, split, f"all {rows} rows were skipped ({reasons})")
+    def conversation(row: Mapping[str, Any], index: int) -> list[DocumentSample]:
+        parts, prompts = _conversation_parts(spec, row)
+        return [DocumentSample(parts=parts, task=spec.name, sample_id=str(index), prompts=prompts)]
+
+    return _read_rows(spec.name, data, split, limit, skipped, conversation)
 
 
 def load_documents(
@@ -195,10 +183,7 @@ def load_documents(
     data = _load_split(spec, split, streaming, data_files, cache_dir)
     columns = getattr(data, "column_names", None)
     if columns is not None:
-        missing = [c for c in spec.columns if c not in columns]
-        if missing:
-            raise DatasetFormatError(spec.name, split, f"missing column(s) {', '.join(missing)} "
-                                     f"(has: {', '.join(sorted(columns))})")
+        _check_columns(spec, split, columns)
         feature = data.features.get(spec.images_column)
         if isinstance(getattr(feature, "feature", None), datasets.Image):
             data = data.cast_column(spec.images_column, datasets.List(datasets.Image(decode=False)))
@@ -212,14 +197,10 @@ def image_file_name(url: str) -> str:
 
 def _documents(spec: DocumentSpec, data: Iterable[Mapping[str, Any]], split: str, limit: int | None,
                image_store: str | None, skipped: Counter) -> Iterator[DocumentSample]:
-    rows = produced = 0
-    for index, row in enumerate(data):
-        rows += 1
+    def document(row: Mapping[str, Any], index: int) -> list[DocumentSample]:
         images, texts = row[spec.images_column] or [], row[spec.texts_column] or []
         if len(images) != len(texts) or any((i is None) == (t is None) for i, t in zip(images, texts)):
-            skipped["misaligned_document"] += 1
-            log.warning("%s split %r row %d skipped: images and texts do not alternate", spec.name, split, index)
-            continue
+            raise BadRow("misaligned_document", "images and texts do not alternate")
         parts: list[str | Image.Image] = []
         for image, text in zip(images, texts):
             if text is not None:
@@ -230,18 +211,11 @@ def _documents(spec: DocumentSpec, data: Iterable[Mapping[str, Any]], split: str
             except BadRow as problem:  # one lost image costs itself, not its document
                 skipped[problem.reason] += 1
         if not any(isinstance(part, str) and part.strip() for part in parts):
-            skipped["no_text"] += 1
-            continue
+            raise BadRow("no_text", "no text left to learn from")
         base = str(row[spec.id_column]) if spec.id_column is not None else str(index)
-        yield DocumentSample(parts=parts, task=spec.name, sample_id=base)
-        produced += 1
-        if limit is not None and produced >= limit:
-            return
-    if rows == 0:
-        raise DatasetFormatError(spec.name, split, "the split is empty")
-    if produced == 0:
-        reasons = ", ".join(f"{reason}: {count}" for reason, count in sorted(skipped.items()))
-        raise DatasetFormatError(spec.name, split, f"all {rows} rows were skipped ({reasons})")
+        return [DocumentSample(parts=parts, task=spec.name, sample_id=base)]
+
+    return _read_rows(spec.name, data, split, limit, skipped, document)
 
 
 def _stored(cell: Any, image_store: str | None) -> Any:
@@ -280,39 +254,53 @@ def _samples(
     checked: bool,
 ) -> Iterator[Sample]:
     """Yield the samples of each row, skipping and counting bad rows; raise if the split is empty or all bad."""
+    def samples(row: Mapping[str, Any], index: int) -> list[Sample]:
+        nonlocal checked
+        if not checked:  # an iterable of unknown columns: the first row tells
+            _check_columns(spec, split, list(row.keys()))
+            checked = True
+        pairs = spec.turns(row)
+        image = _decode(row[spec.image_column])
+        base = str(row[spec.id_column]) if spec.id_column is not None else str(index)
+        return [Sample(image=image, prompt=prompt, answers=answers, task=spec.name,
+                       sample_id=f"{base}:{turn}" if spec.turns_column is not None else base)
+                for turn, (prompt, answers) in enumerate(pairs)]
+
+    return _read_rows(spec.name, data, split, limit, skipped, samples)
+
+
+def _read_rows(name: str, data: Iterable[Mapping[str, Any]], split: str, limit: int | None, skipped: Counter | None,
+               samples_of: Callable[[Mapping[str, Any], int], list[T]]) -> Iterator[T]:
+    """The samples `samples_of(row, index)` makes of each row, up to `limit`. A row it refuses (BadRow) is skipped,
+    counted in `skipped` under its reason and logged; DatasetFormatError when the split is empty or every row
+    was refused, since a source without a usable row is a mistake to stop at, not a count."""
     if limit == 0:
         return
     bad: Counter = Counter()
     rows = produced = 0
     for index, row in enumerate(data):
-        if not checked:  # an iterable of unknown columns: the first row tells
-            _check_columns(spec, split, list(row.keys()))
-            checked = True
         rows += 1
         try:
-            pairs = spec.turns(row)
-            image = _decode(row[spec.image_column])
+            made = samples_of(row, index)
         except BadRow as problem:
             bad[problem.reason] += 1
             if skipped is not None:
                 skipped[problem.reason] += 1
-            log.warning("%s split %r row %d skipped (%s)", spec.name, split, index, problem)
+            log.warning("%s split %r row %d skipped (%s)", name, split, index, problem)
             continue
-        base = str(row[spec.id_column]) if spec.id_column is not None else str(index)
-        for turn, (prompt, answers) in enumerate(pairs):
-            sample_id = f"{base}:{turn}" if spec.turns_column is not None else base
-            yield Sample(image=image, prompt=prompt, answers=answers, task=spec.name, sample_id=sample_id)
+        for sample in made:
+            yield sample
             produced += 1
             if limit is not None and produced >= limit:
                 return
     if rows == 0:
-        raise DatasetFormatError(spec.name, split, "the split is empty")
+        raise DatasetFormatError(name, split, "the split is empty")
     if produced == 0:
         reasons = ", ".join(f"{reason}: {count}" for reason, count in sorted(bad.items()))
-        raise DatasetFormatError(spec.name, split, f"all {rows} rows were skipped ({reasons})")
+        raise DatasetFormatError(name, split, f"all {rows} rows were skipped ({reasons})")
 
 
-def _check_columns(spec: DatasetSpec, split: str, columns: Iterable[str]) -> None:
+def _check_columns(spec: DatasetSpec | DocumentSpec | ChatSpec, split: str, columns: Iterable[str]) -> None:
     """DatasetFormatError naming every column the spec needs that the split lacks."""
     present = set(columns)
     missing = [c for c in spec.columns if c not in present]
