@@ -17,13 +17,15 @@ import hashlib
 import io
 import json
 import os
+import shutil
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import datasets
+from datasets.arrow_writer import ArrowWriter
 from PIL import Image
 
 from vlmlab.data.adapters import (
@@ -178,45 +180,50 @@ class HubSuite:
         path = Path(cache_dir) / "hub" / f"{self.name}-{self.digest()}" / "skipped.json"
         return json.loads(path.read_text())
 
-    # Building.
+    # Building: each source's rows are written to an Arrow file as they are read, then put in a seeded order by
+    # an index (nothing of a source is held in memory), and the splits are saved from those files.
     def _build(self, staging: Path) -> None:
         skipped: dict[str, Counter] = {}
-        rows: dict[str, list[dict]] = {split: [] for split in SPLITS}
-        for source in self.train:
-            samples = self._samples(source, "train", skipped)
-            held = self.validation_per_source
-            if len(samples) <= held:
-                raise DatasetFormatError(source.repo, source.split, f"train source {source.name} has "
-                                         f"{len(samples)} samples, not more than validation_per_source={held}")
-            rows["validation"] += samples[:held]
-            rows["train"] += samples[held:]
-        for source in self.shots:
-            rows["train"] += self._samples(source, "shots", skipped)
-        for source in self.benchmarks:
-            rows["test"] += self._samples(source, "test", skipped)
-        splits = datasets.DatasetDict({
-            split: datasets.Dataset.from_list(split_rows, features=FEATURES) for split, split_rows in rows.items()
-        })
         staging.mkdir(parents=True)
+        parts: dict[str, list[datasets.Dataset]] = {split: [] for split in SPLITS}
+        for source in self.train:
+            rows, held = self._source_rows(source, "train", skipped, staging), self.validation_per_source
+            if len(rows) <= held:
+                raise DatasetFormatError(source.repo, source.split, f"train source {source.name} has "
+                                         f"{len(rows)} samples, not more than validation_per_source={held}")
+            parts["validation"].append(rows.select(range(held)))
+            parts["train"].append(rows.select(range(held, len(rows))))
+        parts["train"] += [self._source_rows(source, "shots", skipped, staging) for source in self.shots]
+        parts["test"] += [self._source_rows(source, "test", skipped, staging) for source in self.benchmarks]
+        splits = datasets.DatasetDict({split: datasets.concatenate_datasets(p) for split, p in parts.items()})
         splits.save_to_disk(str(staging / "splits"))
         counts = {name: dict(sorted(reasons.items())) for name, reasons in sorted(skipped.items()) if reasons}
         (staging / "skipped.json").write_text(json.dumps(counts, indent=1, sort_keys=True) + "\n")
+        shutil.rmtree(staging / "sources")  # the splits hold their own copies
 
-    def _samples(self, source: Source, role: str, skipped: dict[str, Counter]) -> list[dict]:
+    def _source_rows(self, source: Source, role: str, skipped: dict[str, Counter], staging: Path) -> datasets.Dataset:
         """The source's samples as rows, in a seeded order (a fixed subset when it has a limit); its bad rows
         counted under `<role>/<task>` (a benchmark's shots and its questions are different files)."""
         counter = skipped.setdefault(f"{role}/{source.name}", Counter())
+        path = staging / "sources" / f"{role}-{len(skipped):03d}.arrow"
+        path.parent.mkdir(exist_ok=True)
+        with ArrowWriter(features=FEATURES, path=str(path)) as writer:
+            for sample in self._read(source, counter):
+                writer.write(_row(sample, source.name, self.canvas))
+            writer.finalize()
+        rows = datasets.Dataset.from_file(str(path))
+        order = _seeded_order(len(rows), f"{self.seed}:{source.name}")
+        return rows.select(order if source.limit is None else order[: source.limit])
+
+    def _read(self, source: Source, counter: Counter) -> Iterator[Sample | DocumentSample]:
+        """The source's samples as its adapter reads them: examples, documents or conversations."""
         files = [str(path) for path in source.files(self.mirror).paths()]
         if source.conversations:
-            samples = list(load_conversations(source.adapter, source.split, data_files=files, skipped=counter))
-        elif isinstance(adapter(source.adapter), DocumentSpec):
-            samples = list(load_documents(source.adapter, source.split, data_files=files, skipped=counter,
-                                          image_store=self.image_store))
-        else:
-            samples = list(load_samples(source.adapter, source.split, data_files=files, skipped=counter))
-        order = _seeded_order(len(samples), f"{self.seed}:{source.name}")
-        chosen = order if source.limit is None else order[: source.limit]
-        return [_row(samples[i], source.name, self.canvas) for i in chosen]
+            return load_conversations(source.adapter, source.split, data_files=files, skipped=counter)
+        if isinstance(adapter(source.adapter), DocumentSpec):
+            return load_documents(source.adapter, source.split, data_files=files, skipped=counter,
+                                  image_store=self.image_store)
+        return load_samples(source.adapter, source.split, data_files=files, skipped=counter)
 
 
 def _seeded_order(n: int, key: str) -> list[int]:
