@@ -47,7 +47,7 @@ class ArrowSamples(Sequence[Sample]):
             split = split.cast_column("images", datasets.List(_UNDECODED))
         self.split = split
         self.images = images
-        self.tasks: list[str] = split["task"]  # one string per row: what a mixture weights
+        self._described: list[Sample] | None = None
 
     def __len__(self) -> int:
         return len(self.split)
@@ -59,10 +59,17 @@ class ArrowSamples(Sequence[Sample]):
         return (self[i] for i in range(len(self)))
 
     def described(self) -> list[Sample]:
-        """Every sample with its text and its images' shapes, the pixels on the meta device (nothing decoded)."""
-        text = self.split.remove_columns([c for c in ("image", "images") if c in self.split.column_names])
-        headers = self.split.select_columns([c for c in ("image", "images") if c in self.split.column_names])
-        return [self._sample(dict(row, **header), self._shape_only) for row, header in zip(text, headers)]
+        """Every sample with its text and its images' shapes, the pixels on the meta device (nothing decoded);
+        read once (the data module and the run's cost both ask)."""
+        if self._described is None:
+            columns = [c for c in ("image", "images") if c in self.split.column_names]
+            text, headers = self.split.remove_columns(columns), self.split.select_columns(columns)
+            self._described = [self._sample(dict(row, **header), self._shape_only) for row, header in zip(text, headers)]
+        return self._described
+
+    def __getstate__(self) -> dict[str, Any]:
+        # A loader worker started by spawn (not fork) is sent the files' dataset, not the run's descriptions.
+        return {**self.__dict__, "_described": None}
 
     def _shape_only(self, cell: dict) -> torch.Tensor:
         width, height = Image.open(io.BytesIO(cell["bytes"])).size  # the header alone: no pixel is decoded
