@@ -21,15 +21,18 @@ from vlmlab.results.records import (
     write_plan,
     write_record,
 )
-from vlmlab.results.tables import (
-    TablesReport,
-    render_csv,
-    render_latex,
-    render_markdown,
-    summarise,
-    write_all_tables,
-    write_tables,
-)
+# The tables' names are imported when first asked for: they bring pandas, which a training job never needs.
+_TABLES = ("TablesReport", "render_csv", "render_latex", "render_markdown", "summarise", "write_all_tables",
+           "write_tables")
+
+
+def __getattr__(name: str):
+    if name in _TABLES:
+        from vlmlab.results import tables
+
+        return getattr(tables, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "SCHEMA_VERSION",

@@ -12,20 +12,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from vlmlab.results.records import RecordError, read_record
-
-
 def conflicting_records(
-    root: Path, planned: dict[Path, int], runs: list[dict[str, Any]], stale: list[Path]
+    planned: dict[Path, int], runs: list[dict[str, Any]], others: list[tuple[Path, dict[str, Any]]]
 ) -> list[tuple[Path, list[Path]]]:
-    """Planned records with other records of the same run_id whose config differs from theirs."""
+    """Planned records with other records (`others`: path and record of each readable one outside the plan) of
+    the same run_id whose config differs from theirs."""
     by_id = {runs[i]["run_id"]: path for path, i in planned.items() if runs[i]["status"] != "missing"}
     found: dict[Path, list[Path]] = {}
-    for path in stale:
-        try:
-            other = read_record(path)
-        except (OSError, RecordError):
-            continue  # an unreadable stale file is counted as stale and contradicts nothing
+    for path, other in others:
         mine = by_id.get(other["run_id"])
         if mine is not None and other["config"] != runs[planned[mine]]["config"]:
             found.setdefault(mine, []).append(path)

@@ -20,6 +20,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from vlmlab.results.duplicates import config_hashes_to_run_id, conflicting_records
+
 SCHEMA_VERSION = 1
 
 # "diverged" comes from the design: a run whose loss blew up gets a record like a failure.
@@ -154,8 +156,6 @@ def load_axis(
     identity, or contradicted by another record of the same run_id with a different config) is
     replaced by a "missing" stand-in that says why, and named in a warning.
     """
-    from vlmlab.results.duplicates import config_hashes_to_run_id, conflicting_records  # it reads records
-
     root = Path(results_dir)
     plan = read_plan(root, axis)
     warnings: list[str] = []
@@ -171,7 +171,13 @@ def load_axis(
     stale = sorted(p for p in (root / "runs" / axis).glob("*/*.json") if p not in planned)
     if stale:
         warnings.append(f"{len(stale)} records not in plan.json ignored")
-    for path, other in conflicting_records(root, planned, runs, stale):
+    others = []
+    for path in stale:
+        try:
+            others.append((path, read_record(path)))
+        except (OSError, RecordError):
+            continue  # an unreadable stale file is counted as stale and contradicts nothing
+    for path, other in conflicting_records(planned, runs, others):
         index = planned[path]
         record, where = runs[index], path.relative_to(root).as_posix()
         others = ", ".join(o.relative_to(root).as_posix() for o in other)

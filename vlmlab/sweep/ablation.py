@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from vlmlab.tune.space import TuneError, TuneSpec, parse_tune
+from vlmlab.sweep.tune_space import TuneError, TuneSpec, parse_tune
 
 
 # An ablation or arm name is a directory of results/ (and a Hydra override value): one plain path component.

@@ -25,7 +25,7 @@ from vlmlab.sweep.identity import run_id
 from vlmlab.sweep.plan import Compose, Job, plan_sweep
 from vlmlab.tune import study as studies
 from vlmlab.tune.best import override_key, tuning_dir, write_best
-from vlmlab.tune.space import Param
+from vlmlab.sweep.tune_space import Param
 from vlmlab.tune.trial import TrialOutcome, run_trial
 
 Echo = Callable[[str], None]

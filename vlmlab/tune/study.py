@@ -19,7 +19,7 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 
-from vlmlab.tune.space import Param
+from vlmlab.sweep.tune_space import Param
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)  # pruned: diverged, a real (bad) outcome of its values
 STARTUP_TRIALS = 3  # random draws (after the baseline) before TPE models the space: a tune is ~6 trials
