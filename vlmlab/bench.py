@@ -32,6 +32,7 @@ from vlmlab.train.datamodule import VLMDataModule
 from vlmlab.train.memory import memory_probe
 from vlmlab.train.module import VLMTrainingModule
 from vlmlab.train.parallel import Parallelism
+from vlmlab.train.pipeline import DataPipeline
 from vlmlab.train.performance import training_device
 from vlmlab.train.sharding import strategy_for
 from vlmlab.train.stages import resolve_stages
@@ -54,9 +55,9 @@ def _sync(device: torch.device) -> None:
 
 def _setup(cfg: DictConfig):
     """The model and its data module, built as a run builds them, and the FLOPs of one training sample."""
-    spec, tokenizer = run.suite_and_tokenizer(cfg)
-    model = run._build_model(cfg, resolve_stages(cfg), tokenizer, upto=0)
-    data = run.stage_data(cfg, model, spec, tokenizer, Parallelism.from_config(cfg, devices=1))
+    pipeline = DataPipeline.of(cfg)
+    model = run.build_model(cfg, resolve_stages(cfg), pipeline.tokenizer, upto=0)
+    data = run.stage_data(cfg, model, pipeline, Parallelism.from_config(cfg, devices=1))
     return model, data.datamodule, data.sample.flops
 
 

@@ -88,9 +88,10 @@ def run_job(cfg: DictConfig) -> str:
 def _train_in_processes(cfg: DictConfig, count: int, rid: str, run_dir: Path, lock: RunLock, label: str) -> str:
     """Train the run in `count` processes of this node (vlmlab.sweep.ranks); rank 0 writes the record. A run
     whose ranks died without one gets a `failed` record here, so the sweep sees it and goes on."""
-    from vlmlab.train.run import suite_and_tokenizer
+    from vlmlab.train.pipeline import DataPipeline
 
-    suite_and_tokenizer(cfg)  # built once here: the ranks would otherwise all build the same caches at once
+    DataPipeline.of(cfg).tokenizer  # noqa: B018 (suite and tokenizer built and cached on disk once, here: the
+    # ranks would otherwise all build the same caches at once)
     exits = start_ranks(cfg, count, run_dir)
     if exits.interrupted_by is not None:
         raise RunInterrupted(exits.interrupted_by)

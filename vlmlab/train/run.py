@@ -1,8 +1,7 @@
-"""One run, end to end: data (cached per process), tokenizer, model, Lightning training, evaluation."""
+"""One run, end to end: its data pipeline (shared per process), model, Lightning training, evaluation."""
 
 from __future__ import annotations
 
-import functools
 import signal
 import time
 import warnings
@@ -10,19 +9,16 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
-import datasets
 import lightning as L
 from hydra.utils import instantiate
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 from transformers import PreTrainedTokenizerBase
 
-from vlmlab.data.arrow_samples import ArrowSamples, InMemorySamples, Samples
-from vlmlab.data.collate import Sample, VLMCollator
-from vlmlab.data.examples import split_examples
+from vlmlab.data.collate import VLMCollator
 from vlmlab.data.images import ImageProcessor
-from vlmlab.data.suite import Suite, skipped_rows
-from vlmlab.data.tokenizer import IMAGE_TOKEN, pretrained_tokenizer, synthetic_tokenizer
+from vlmlab.data.suite import skipped_rows
+from vlmlab.data.tokenizer import IMAGE_TOKEN
 from vlmlab.eval.harness import evaluate, limit_per_task, with_context
 from vlmlab.models.build import build_vlm, count_parameters, instantiate_group
 from vlmlab.models.vlm import VisionLanguageModel
@@ -34,6 +30,7 @@ from vlmlab.train.ledger import Row, TrainingLedger, loss_log_csv
 from vlmlab.train.loggers import StageLogger, build_loggers
 from vlmlab.train.module import VLMTrainingModule
 from vlmlab.train.parallel import Parallelism
+from vlmlab.train.pipeline import DataPipeline, prompt_templates
 from vlmlab.train.performance import (
     apply_performance, building_on, evaluation_precision, training_device, weight_dtype,
 )
@@ -53,57 +50,6 @@ class RunOutcome:
     loss_log: str  # CSV: the training and validation losses, every row once, and the test scores
 
 
-# The caches below are what lets a sweep build its dataset, tokenizer and processed images once for all runs.
-@functools.lru_cache(maxsize=4)
-def _suite(spec: Suite, cache_dir: str) -> datasets.DatasetDict:
-    return spec.load(cache_dir)
-
-
-@functools.lru_cache(maxsize=16)
-def _examples(spec: Suite, cache_dir: str, images: ImageProcessor, split: str,
-              tasks: tuple[str, ...] | None = None) -> list[Sample]:
-    return split_examples(_suite(spec, cache_dir)[split], images, tasks)
-
-
-@functools.lru_cache(maxsize=16)
-def training_samples(spec: Suite, cache_dir: str, images: ImageProcessor, split: str) -> Samples:
-    """A split's samples to train (or validate) on: decoded into memory once, when the suite says it fits
-    (a generated suite), else read from its Arrow files by the loader's workers (a hub suite, any size)."""
-    if spec.in_memory:
-        return InMemorySamples(_examples(spec, cache_dir, images, split))
-    return ArrowSamples(_suite(spec, cache_dir)[split], images)
-
-
-def context_pool(spec: Suite, cache_dir: str, images: ImageProcessor, tasks: set[str]) -> list[Sample]:
-    """The training rows k-shot evaluation draws its shots from: those of the tasks the shots come from."""
-    sources = spec.context_tasks()
-    return _examples(spec, cache_dir, images, "train", tuple(sorted({sources.get(t, t) for t in tasks})))
-
-
-def prompt_templates(data: DictConfig) -> dict[str, str]:
-    """Per-task prompt templates of a data config (`data.prompt_templates`; absent in older configs)."""
-    return dict(data.get("prompt_templates") or {})
-
-
-def all_templates(data: DictConfig) -> tuple[str, ...]:
-    """Every prompt template of a data config, the default first: what the synthetic tokenizer is fitted to."""
-    return (data.prompt_template, *sorted(set(prompt_templates(data).values())))
-
-
-@functools.lru_cache(maxsize=8)
-def _tokenizer(
-    spec: Suite, cache_dir: str, templates: tuple[str, ...], pretrained: str | None
-) -> PreTrainedTokenizerBase:
-    if pretrained is not None:
-        return pretrained_tokenizer(pretrained)
-    train = _suite(spec, cache_dir)["train"]
-    prompts = set(train["prompt"])
-    corpus = [t.format(prompt=p) for t in templates for p in prompts] + [" " + a for a in set(train["answer"])]
-    if "texts" in train.column_names:  # interleaved documents: their text segments
-        corpus += sorted({" " + text for texts in train["texts"] for text in texts if text})
-    return synthetic_tokenizer(corpus, Path(cache_dir) / "tokenizers")
-
-
 @dataclass
 class ValidationOutcome:
     """What a train-only run (a tuning trial) measured: the final validation loss, and its cost."""
@@ -114,10 +60,10 @@ class ValidationOutcome:
 
 @dataclass
 class _Trained:
-    """A trained model with what evaluating it needs: its suite, the last stage's collator and images, costs."""
+    """A trained model with what evaluating it needs: its data, the last stage's collator and images, costs."""
 
     model: VisionLanguageModel
-    spec: Suite
+    pipeline: DataPipeline
     collator: VLMCollator
     images: ImageProcessor
     stages: list[Stage]
@@ -148,15 +94,13 @@ class StageData:
     sample: SampleCost
 
 
-def stage_data(cfg: DictConfig, model: VisionLanguageModel, spec: Suite, tokenizer: PreTrainedTokenizerBase,
-               layout: Parallelism) -> StageData:
+def stage_data(cfg: DictConfig, model: VisionLanguageModel, pipeline: DataPipeline, layout: Parallelism) -> StageData:
     """The data of a stage with config `cfg`, in micro-batches of `layout` (`make bench` builds it this way too)."""
-    cache_dir, performance = str(cfg.paths.cache_dir), cfg.get("performance") or {}
+    performance = cfg.get("performance") or {}
     images: ImageProcessor = instantiate(cfg.data.image, _convert_="all")
-    collator = VLMCollator(tokenizer, images, model.sequence_tokens, cfg.data.prompt_template,
+    collator = VLMCollator(pipeline.tokenizer, images, model.sequence_tokens, cfg.data.prompt_template,
                            prompt_templates(cfg.data))
-    datamodule = VLMDataModule(training_samples(spec, cache_dir, images, "train"),
-                               training_samples(spec, cache_dir, images, "validation"),
+    datamodule = VLMDataModule(pipeline.training_samples(images, "train"), pipeline.training_samples(images, "validation"),
                                collator, layout.micro_batch, cfg.seed, cfg.data.num_workers, cfg.data.get("mixture"),
                                pin_memory=bool(performance.get("pin_memory")),
                                prefetch_factor=performance.get("prefetch_factor"))
@@ -167,17 +111,17 @@ def stage_data(cfg: DictConfig, model: VisionLanguageModel, spec: Suite, tokeniz
 
 
 def _train_stage(
-    stage: Stage, model: VisionLanguageModel, spec: Suite, tokenizer: PreTrainedTokenizerBase, loggers: list,
+    stage: Stage, model: VisionLanguageModel, pipeline: DataPipeline, loggers: list,
     offset: int, checkpoint_dir: Path, stop: StopRequest | None, validate: bool = False,
 ) -> _StageResult:
     """Train `model` for one stage, resuming exactly from its last checkpoint if any, with the validation loss
     of the trained model in its cost when `validate`."""
     cfg, batch = stage.config, stage.config.data.batch_size
     layout = Parallelism.from_config(cfg)  # batch is the global batch; each process runs micro-batches of it
-    data = stage_data(cfg, model, spec, tokenizer, layout)
+    data = stage_data(cfg, model, pipeline, layout)
     images, collator, datamodule, sample = data.images, data.collator, data.datamodule, data.sample
     # Every training row, decoded or described (its image shapes without its pixels).
-    train = training_samples(spec, str(cfg.paths.cache_dir), images, "train").described()
+    train = pipeline.training_samples(images, "train").described()
     budget = Budget.from_config(cfg.get("budget"))
     steps = budget.steps(cfg.trainer.max_steps, batch, sample)
     last = checkpoint_dir / "last.ckpt"
@@ -253,14 +197,7 @@ def _adapt_for_stage(model: VisionLanguageModel, before: Stage, stage: Stage) ->
             setattr(owner, module_attr[1], adaptation.apply(getattr(owner, module_attr[1])))
 
 
-def suite_and_tokenizer(cfg: DictConfig) -> tuple[Suite, PreTrainedTokenizerBase]:
-    """The run's suite and tokenizer, built (and cached on disk) the first time: a multi-process run's
-    launcher calls it first, so that its processes only read the caches."""
-    spec: Suite = instantiate(cfg.data.suite)
-    return spec, _tokenizer(spec, str(cfg.paths.cache_dir), all_templates(cfg.data), cfg.model.lm.get("pretrained"))
-
-
-def _build_model(cfg: DictConfig, stages: list[Stage], tokenizer: PreTrainedTokenizerBase, upto: int,
+def build_model(cfg: DictConfig, stages: list[Stage], tokenizer: PreTrainedTokenizerBase, upto: int,
                  speed: bool = True) -> VisionLanguageModel:
     """The run's VLM as stage `upto` trains it (adapted by every stage before), on the training device and dtype,
     its weights fixed by the run's seed; `speed`: with the performance knobs applied."""
@@ -279,8 +216,9 @@ def _build_model(cfg: DictConfig, stages: list[Stage], tokenizer: PreTrainedToke
 def _train(cfg: DictConfig, run_dir: Path, run_id: str, stop: StopRequest | None, validate: bool = False) -> _Trained:
     """Train the configured VLM stage by stage, resuming from the last checkpoints (and validate the last stage)."""
     stages = resolve_stages(cfg)
-    spec, tokenizer = suite_and_tokenizer(cfg)
-    model = _build_model(cfg, stages, tokenizer, upto=0)
+    pipeline = DataPipeline.of(cfg)
+    tokenizer = pipeline.tokenizer
+    model = build_model(cfg, stages, tokenizer, upto=0)
     loggers = build_loggers(cfg, run_id)
     stage_costs: list[dict] = []
     loss_rows: list[Row] = []
@@ -291,15 +229,15 @@ def _train(cfg: DictConfig, run_dir: Path, run_id: str, stop: StopRequest | None
         checkpoint_dir = run_dir / ("checkpoints" if len(stages) == 1 else f"stage{index}-{stage.name}")
         offset = sum(c["train_steps"] for c in stage_costs)
         at_end = validate and index == len(stages) - 1
-        result = _train_stage(stage, model, spec, tokenizer, loggers, offset, checkpoint_dir, stop, at_end)
+        result = _train_stage(stage, model, pipeline, loggers, offset, checkpoint_dir, stop, at_end)
         stage_costs.append(result.cost)
         loss_rows.extend(result.ledger.rows)
     # Evaluation runs on rank 0 alone. DDP left it the whole model; FSDP left each rank a shard, so the weights
     # are gathered on rank 0 and loaded into a model of its own.
     if (weights := full_weights(result.strategy)) is not None:
-        model = _build_model(cfg, stages, tokenizer, upto=len(stages) - 1, speed=False)
+        model = build_model(cfg, stages, tokenizer, upto=len(stages) - 1, speed=False)
         model.load_state_dict({key.removeprefix("model."): value for key, value in weights.items()})
-    return _Trained(model, spec, result.collator, result.images, stages, stage_costs, loggers, loss_rows,
+    return _Trained(model, pipeline, result.collator, result.images, stages, stage_costs, loggers, loss_rows,
                     result.strategy.is_global_zero)
 
 
@@ -335,17 +273,17 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, run_id: str,
     trained = _train(cfg, run_dir, run_id, stop)
     if not trained.is_global_zero:
         return None
-    model, spec, collator, images = trained.model, trained.spec, trained.collator, trained.images
+    model, pipeline, collator, images = trained.model, trained.pipeline, trained.collator, trained.images
+    spec = pipeline.suite
     model.to(training_device(cfg.trainer))  # Lightning hands the model back on the CPU after fit
     if (cfg.get("checkpoint") or {}).get("export_final"):
         export_trainable(model, run_dir / "final.safetensors")
     stages, stage_costs, loggers = trained.stages, trained.stage_costs, trained.loggers
-    cache_dir = str(cfg.paths.cache_dir)
-    test = limit_per_task(_examples(spec, cache_dir, images, cfg.eval.split), cfg.eval.limit_per_task)
+    test = limit_per_task(pipeline.examples(images, cfg.eval.split), cfg.eval.limit_per_task)
     tasks = set(cfg.eval.tasks or spec.task_metrics())  # null: every benchmark the suite scores
     test = [ex for ex in test if ex.task in tasks]
     # k-shot evaluation (the paper's ablations are 4-shot): contexts drawn from the training split with a fixed seed.
-    test = with_context(test, context_pool(spec, cache_dir, images, tasks), cfg.eval.get("shots", 0), seed=0,
+    test = with_context(test, pipeline.context_pool(images, tasks), cfg.eval.get("shots", 0), seed=0,
                         sources=spec.context_tasks())
     started = time.perf_counter()
     with evaluation_precision(cfg.trainer):
@@ -377,7 +315,7 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, run_id: str,
     }
     if len(stages) > 1:
         cost["stages"] = stage_costs
-    if skipped := skipped_rows(spec, cache_dir):
+    if skipped := skipped_rows(spec, pipeline.cache_dir):
         cost["data_skipped"] = skipped
     return RunOutcome(metrics=result.scores, cost=cost, predictions=result.predictions, dataset_version=spec.version,
                       loss_log=loss_log_csv([*trained.loss_rows, {"step": steps, **test_row}]))
