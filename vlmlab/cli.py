@@ -183,9 +183,8 @@ def _fetch_images(cfg: DictConfig, download: bool) -> bool:
     False when the suite has such documents and no `data.suite.image_store` to keep them."""
     from hydra.utils import instantiate
 
-    from vlmlab.data.adapters import image_file_name
     from vlmlab.data.hub_suite import HubSuite
-    from vlmlab.data.image_store import fetch_images
+    from vlmlab.data.image_store import fetch_images, stored
 
     suite = instantiate(cfg.data.suite)
     urls = suite.image_urls() if isinstance(suite, HubSuite) else []  # only a hub suite has URL-only documents
@@ -196,8 +195,7 @@ def _fetch_images(cfg: DictConfig, download: bool) -> bool:
         print(f"vlmlab prefetch: suite {suite.name}: its documents' {len(urls):,} images are URLs; set "
               "data.suite.image_store=DIR (a directory every node reads) to download them", file=sys.stderr)
         return False
-    counts = fetch_images(urls, store) if download else {"present": sum(
-        (Path(store) / image_file_name(url)).exists() for url in urls)}
+    counts = fetch_images(urls, store) if download else {"present": stored(urls, store)}
     print(f"images of {suite.name} in {store}: " + ", ".join(f"{n:,} {what}" for what, n in counts.items() if n)
           + " (a dead link stays missing: its document trains without that image, counted in the record)")
     return True

@@ -218,9 +218,14 @@ def _documents(spec: DocumentSpec, data: Iterable[Mapping[str, Any]], split: str
     return _read_rows(spec.name, data, split, limit, skipped, document)
 
 
+def is_url(cell: Any) -> bool:
+    """Whether an image cell is a URL (OBELICS's), to be read from an image store."""
+    return isinstance(cell, str) and cell.startswith(("http://", "https://"))
+
+
 def _stored(cell: Any, image_store: str | None) -> Any:
     """An image cell, with a URL replaced by its file in the image store."""
-    if not (isinstance(cell, str) and cell.startswith(("http://", "https://"))):
+    if not is_url(cell):
         return cell
     path = Path(image_store) / image_file_name(cell) if image_store else None
     if path is None or not path.exists():

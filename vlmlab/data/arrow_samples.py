@@ -21,11 +21,8 @@ import torch
 from PIL import Image
 
 from vlmlab.data.collate import Example, Sample
-from vlmlab.data.examples import row_document
+from vlmlab.data.examples import row_document, undecoded
 from vlmlab.data.images import ImageProcessor
-
-_UNDECODED = datasets.Image(decode=False)
-
 
 class Samples(Protocol):
     """Training samples as the data module takes them: indexable, and described without decoding images."""
@@ -41,11 +38,7 @@ class ArrowSamples(Sequence[Sample]):
     """The samples of one split, decoded one at a time from its Arrow files."""
 
     def __init__(self, split: datasets.Dataset, images: ImageProcessor) -> None:
-        split = split.cast_column("image", _UNDECODED)
-        self.documents = "images" in split.column_names and "texts" in split.column_names
-        if self.documents:
-            split = split.cast_column("images", datasets.List(_UNDECODED))
-        self.split = split
+        self.split, self.documents = undecoded(split)
         self.images = images
         self._described: list[Sample] | None = None
 
@@ -81,22 +74,6 @@ class ArrowSamples(Sequence[Sample]):
             return row_document(row["images"], row["texts"], row.get("prompts"), row["task"], pixels)
         return Example(pixels(row["image"]), row["task"], row["prompt"], row["answer"],
                        tuple(row.get("answers") or ()))
-
-
-def selected(samples: Sequence[Sample], indices: Sequence[int]) -> Sequence[Sample]:
-    """The samples at `indices`, in that order, without reading the others."""
-    return _Selected(samples, list(indices))
-
-
-class _Selected(Sequence[Sample]):
-    def __init__(self, samples: Sequence[Sample], indices: list[int]) -> None:
-        self.samples, self.indices = samples, indices
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, index: int) -> Sample:  # type: ignore[override]
-        return self.samples[self.indices[index]]
 
 
 class InMemorySamples(list):

@@ -31,12 +31,19 @@ def row_document(images: list[dict | None], texts: list[str | None], prompts: li
     return Document(tuple(parts), task, frozenset(i for i, prompt in enumerate(prompts or ()) if prompt))
 
 
-def split_examples(split: datasets.Dataset, images: ImageProcessor, tasks: Sequence[str] | None = None) -> list[Sample]:
-    """Samples of `split` (only `tasks` if given), decoding each distinct image once."""
+def undecoded(split: datasets.Dataset) -> tuple[datasets.Dataset, bool]:
+    """`split` with its images left as encoded bytes (decoded where a sample is made), and whether it holds
+    documents (the `images` and `texts` columns)."""
     raw = split.cast_column("image", datasets.Image(decode=False))
     documents = all(name in raw.column_names for name in DOCUMENT_COLUMNS)
     if documents:
         raw = raw.cast_column("images", datasets.List(datasets.Image(decode=False)))
+    return raw, documents
+
+
+def split_examples(split: datasets.Dataset, images: ImageProcessor, tasks: Sequence[str] | None = None) -> list[Sample]:
+    """Samples of `split` (only `tasks` if given), decoding each distinct image once."""
+    raw, documents = undecoded(split)
     # Suites with several references per sample (synthetic v2, hub benchmarks) have an `answers` column.
     names = ["image_id", "task", "prompt", "answer"] + (["answers"] if "answers" in raw.column_names else [])
     marked = documents and "prompts" in raw.column_names  # a hub suite's conversations mark their prompts

@@ -29,7 +29,7 @@ from datasets.arrow_writer import ArrowWriter
 from PIL import Image
 
 from vlmlab.data.adapters import (
-    DatasetFormatError, DocumentSample, Sample, adapter, load_conversations, load_documents, load_samples,
+    DatasetFormatError, DocumentSample, Sample, adapter, is_url, load_conversations, load_documents, load_samples,
 )
 from vlmlab.data.benchmarks import ChatSpec, DocumentSpec
 from vlmlab.data.cache import build_once
@@ -170,7 +170,7 @@ class HubSuite:
                 continue
             for path in source.files(self.mirror).paths():
                 for cells in pq.read_table(path, columns=[spec.images_column]).column(0).to_pylist():
-                    urls.update((c, None) for c in cells or () if isinstance(c, str) and c.startswith("http"))
+                    urls.update((c, None) for c in cells or () if is_url(c))
         return list(urls)
 
     def skipped(self, cache_dir: str | os.PathLike) -> dict[str, dict[str, int]]:

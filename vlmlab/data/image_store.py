@@ -24,13 +24,18 @@ def fetch_images(urls: Iterable[str], store: str | os.PathLike, timeout: float =
     """Download every URL not yet in `store`; counts of `present` (there before), `fetched` and `failed`."""
     store = Path(store)
     store.mkdir(parents=True, exist_ok=True)
-    todo = [url for url in dict.fromkeys(urls)]
-    counts = Counter(present=sum((store / image_file_name(url)).exists() for url in todo))
+    todo = list(dict.fromkeys(urls))
+    counts = Counter(present=stored(todo, store))
     wanted = [url for url in todo if not (store / image_file_name(url)).exists()]
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for ok in pool.map(lambda url: _fetch(url, store / image_file_name(url), timeout), wanted):
             counts["fetched" if ok else "failed"] += 1
     return counts
+
+
+def stored(urls: Iterable[str], store: str | os.PathLike) -> int:
+    """How many of `urls` the store holds."""
+    return sum((Path(store) / image_file_name(url)).exists() for url in urls)
 
 
 def _fetch(url: str, target: Path, timeout: float) -> bool:

@@ -9,9 +9,9 @@ from typing import Any
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 
-from vlmlab.data.arrow_samples import Samples, selected
+from vlmlab.data.arrow_samples import Samples
 from vlmlab.data.collate import Sample, VLMCollator
 from vlmlab.train.sampler import ResumableSampler
 
@@ -48,7 +48,7 @@ class VLMDataModule(L.LightningDataModule):
         described = train.described()
         kept, self.train_weights = sampled([sample.task for sample in described], self.mixture)
         self.train_examples = [described[i] for i in kept]
-        self.train_dataset = selected(train, kept)
+        self.train_dataset = Subset(train, kept)
         self.val_examples = val
         self.collator = collator
         self.batch_size = batch_size
