@@ -13,7 +13,7 @@ ARGS ?=
 # Trials per arm for `make tune`; empty: the ablation file's `tune.trials`, else 6.
 TRIALS ?=
 
-.PHONY: install sweep prefetch tune tables sync status test test-slow test-gpu bench bench-gpu clean-outputs
+.PHONY: install sweep prefetch tune tables migrate sync status test test-slow test-gpu bench bench-gpu clean-outputs
 
 install: $(STAMP)
 
@@ -36,14 +36,18 @@ tune: install
 	$(BIN)/vlmlab tune $(AXIS) $(if $(TRIALS),--trials $(TRIALS)) $(ARGS)
 
 tables: install
-	$(BIN)/vlmlab tables
+	$(BIN)/vlmlab tables $(ARGS)
+
+migrate: install
+	# records and plans of an older vlmlab, upgraded in place (each under the run_id a fresh sweep gives it)
+	$(BIN)/vlmlab migrate $(ARGS)
 
 sync: install
 	# upload the runs wandb kept offline (needs `wandb login` first)
 	$(BIN)/wandb sync outputs/wandb/wandb/offline-run-*
 
 status: install
-	$(BIN)/vlmlab status $(AXIS)
+	$(BIN)/vlmlab status $(AXIS) $(ARGS)
 
 test: install
 	HF_HUB_OFFLINE=1 WANDB_MODE=offline $(BIN)/python -m pytest -q

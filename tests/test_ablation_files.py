@@ -6,10 +6,12 @@ from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
 
 from vlmlab.sweep.ablation import AblationError, available, load_ablation
+from vlmlab.sweep.ablation_schema import read_ablation_file
 from vlmlab.sweep.identity import run_id
-from vlmlab.sweep.plan import plan_sweep
+from vlmlab.sweep.plan import plan_sweep, with_run_defaults
 
 from .conftest import CONF, ROOT
 
@@ -80,31 +82,92 @@ def test_bad_arms_are_refused_naming_file_arm_and_key(tmp_path, compose_fn, arm_
     assert str(tmp_path / "toy.yaml") in str(err.value)
 
 
+MINIMAL = "question: q\ncontrol: a\nseeds: [0]\nmetrics: [count]\narms: {a: [], b: [x=1]}\n"
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("question: q\ncontrol: a\nseeds: [0]\nmetrics: [count]\narms: {b: []}\n", "`control` is 'a'"),
-        ("question: q\ncontrol: a\nseeds: []\nmetrics: [count]\narms: {a: []}\n", "`seeds`"),
-        ("question: q\ncontrol: a\nmetrics: [count]\narms: {a: []}\n", "missing key `seeds`"),
-        ("question: q\ncontrol: a\nseeds: [0]\nmetrics: [count]\narms: {a: model/connector=mlp}\n", "arms.a"),
-        ("question: q\ncontrol: a\nseeds: [0]\nmetrics: [count]\narms: {a: []}\nsteps: 3\n", "unknown key"),
-        ("question: q\ncontrol: a\nseeds: [0]\nmetrics: [count, count]\narms: {a: []}\n", "distinct benchmark names"),
+        # the schema: keys, types, required keys
+        (MINIMAL + "seedz: [1]\n", r"seedz: key 'seedz' is not a field of the ablation file \(known: question, "),
+        (MINIMAL + "steps: 3\n", r"steps: key 'steps' is not a field of the ablation file"),
+        (MINIMAL.replace("control: a\n", ""), r"control: missing; every ablation file gives question, control, arms"),
+        (MINIMAL.replace("question: q\n", ""), r"question: missing"),
+        (MINIMAL.replace("seeds: [0]", "seeds: [0, 1.5]"), r"seeds\[1\]: must be an integer, got 1\.5"),
+        (MINIMAL.replace("seeds: [0]", "seeds: 3"), r"seeds: must be a list of integers \(or null\), got 3"),
+        (MINIMAL.replace("question: q", "question: [q]"), r"question: must be a string, got \['q'\]"),
+        (MINIMAL.replace("{a: [], b: [x=1]}", "[a, b]"), r"arms: must be a mapping of name -> a list of strings"),
+        (MINIMAL.replace("a: []", "a: model/connector=mlp"), r"arms\.a: must be a list of strings, got "
+                                                             r"'model/connector=mlp'"),
+        (MINIMAL.replace("b: [x=1]", "b: [x=1, {y: 2}]"), r"arms\.b\[1\]: must be a string, got \{'y': 2\}"),
+        (MINIMAL + "tune: 3\n", r"tune: must be a mapping with any of the keys trials, steps, seed, params"),
+        (MINIMAL + "tune: {params: {optim.lr_scale: {low: 1, high: 2, step: 1}}}\n",
+         r"tune\.params\.optim\.lr_scale\.step: key 'step' is not a field of `tune\.params\.optim\.lr_scale` "
+         r"\(known: low, high, log, choices, int\)"),
+        (MINIMAL + "scales:\n  paper: [x=1]\n", r"scales\.paper: must be a mapping with any of the keys common, arms"),
+        # the rules across keys
+        (MINIMAL.replace("control: a", "control: c"), r"control: 'c' is not one of the arms: a, b"),
+        ("question: q\ncontrol: a\narms: {}\n", r"arms: must name at least one arm"),
+        (MINIMAL.replace("b: [x=1]", "b: [x=1, mlp]"), r"arms\.b\[1\]: 'mlp' is not a Hydra override: write key=value"),
+        (MINIMAL + "common: [model/connector mlp]\n", r"common\[0\]: 'model/connector mlp' is not a Hydra override"),
+        (MINIMAL.replace("seeds: [0]", "seeds: []"), r"seeds: must list at least one seed"),
+        (MINIMAL.replace("seeds: [0]", "seeds: [0, 0]"), r"seeds: 0 is listed twice"),
+        (MINIMAL.replace("[count]", "[count, count]"), r"metrics: 'count' is listed twice"),
+        (MINIMAL + "tune: {trials: 0}\n", r"tune\.trials: must be a positive integer, got 0"),
+        (MINIMAL + "tune: {params: {seed: {low: 1, high: 2}}}\n", r"tune\.params\.seed: seed cannot be tuned"),
+        (MINIMAL + "tune: {params: {a.b: {choices: [1, 2], low: 1}}}\n", r"tune\.params\.a\.b: `choices` cannot be "
+                                                                         r"combined with low"),
         # YAML alone keeps the last of two equal keys, at any depth: the file is refused, naming key and line
         ("question: q\ncontrol: a\nseeds: [0]\nmetrics: [count]\narms:\n  a: []\n  b: []\n  a: [x=1]\n",
          r"line 8: key 'a' is given twice in one mapping \(first at line 6\)"),
         ("question: q\ncontrol: a\nseeds: [0]\nmetrics: [count]\narms: {a: []}\ntune:\n  steps: 2\n  steps: 3\n",
          r"line 8: key 'steps' is given twice"),
-        ("question: q\ncontrol: a\nseeds: [0]\nmetrics: [count]\narms: {a: [], a/b: []}\n", r"arms: 'a/b' cannot be"),
-        ("question: q\ncontrol: a\nseeds: [0]\nmetrics: [count]\narms: {a: [], ..: []}\n", r"arms: '\.\.' cannot be"),
-        ("question: q\ncontrol: a\nseeds: [0]\nmetrics: [count]\narms: {a: [], -x: []}\n", r"arms: '-x' cannot be"),
-        ("question: q\ncontrol: a\nseeds: [0]\nmetrics: [count]\narms: {a: [], 'a b': []}\n", r"arms: 'a b' cannot be"),
-        ("question: q\ncontrol: a\nseeds: [0]\nmetrics: [count]\narms: {a: [], 1: []}\n", r"arms: 1 cannot be"),
+        (MINIMAL.replace("b: [x=1]", "a/b: []"), r"arms: 'a/b' cannot be"),
+        (MINIMAL.replace("b: [x=1]", "..: []"), r"arms: '\.\.' cannot be"),
+        (MINIMAL.replace("b: [x=1]", "-x: []"), r"arms: '-x' cannot be"),
+        (MINIMAL.replace("b: [x=1]", "'a b': []"), r"arms: 'a b' cannot be"),
+        (MINIMAL.replace("b: [x=1]", "1: []"), r"arms: key 1 is not a name: write it in quotes"),
+        ("- a\n", r"expected a mapping with the keys question, control, arms"),
     ],
 )
-def test_malformed_files_are_refused_naming_the_key(tmp_path, text, expected):
+def test_malformed_files_are_refused_naming_file_and_key(tmp_path, text, expected):
     (tmp_path / "bad.yaml").write_text(text)
-    with pytest.raises(AblationError, match=expected):
+    with pytest.raises(AblationError, match=expected) as err:
         load_ablation(tmp_path, "bad")
+    assert str(err.value).startswith(f"{tmp_path / 'bad.yaml'}: ")
+    assert "Traceback" not in str(err.value) and "full_key" not in str(err.value)  # no OmegaConf text
+
+
+def test_every_shipped_file_fits_the_schema():
+    for name in available(ROOT / "ablations"):
+        file = read_ablation_file(ROOT / "ablations" / f"{name}.yaml")
+        spec = load_ablation(ROOT / "ablations", name)
+        assert spec.seeds and spec.metrics and spec.control in spec.arms, name  # every shipped file names its own
+        assert spec.arms == {arm: tuple(overrides) for arm, overrides in file.arms.items()}
+
+
+def test_overrides_keep_their_interpolations_for_hydra(tmp_path):
+    (tmp_path / "ok.yaml").write_text(MINIMAL.replace("b: [x=1]", "b: ['x=${model.lm.hidden}', '~y', 'z=\\\\${w}']"))
+    assert load_ablation(tmp_path, "ok").arms["b"] == ("x=${model.lm.hidden}", "~y", "z=\\\\${w}")
+
+
+def test_seeds_and_metrics_default_from_the_run_config_and_its_suite(tmp_path, compose_fn):
+    (tmp_path / "toy.yaml").write_text("question: q\ncontrol: mlp\narms: {mlp: [model/connector=mlp]}\n")
+    spec = load_ablation(tmp_path, "toy")
+    assert spec.seeds is None and spec.metrics is None
+    with pytest.raises(AblationError, match="toy.yaml: seeds are left to the run config"):
+        spec.meta()
+    suite = compose_fn([]).data.suite
+    benchmarks = tuple(instantiate(suite).task_metrics())
+    assert benchmarks and with_run_defaults(spec, compose_fn).meta()["metrics"] == list(benchmarks)
+    jobs = plan_sweep(spec, compose_fn)
+    assert [(job.run.arm, job.run.seed) for job in jobs] == [("mlp", 0)]  # conf/train.yaml's `seed`
+    # The run config as the sweep's command line makes it: its seed, and the benchmarks its eval.tasks names.
+    extra = ("seed=3", "eval.tasks=[synth_count,synth_ocr]")
+    resolved = with_run_defaults(spec, compose_fn, extra)
+    assert resolved.seeds == (3,) and resolved.metrics == ("synth_count", "synth_ocr")
+    assert [job.config.seed for job in plan_sweep(spec, compose_fn, extra)] == [3]
+    assert spec.tune.seed == 0  # the default run config's seed: `vlmlab tune` needs one before composing
 
 
 def test_yaml_merge_keys_and_plain_arm_names_are_accepted(tmp_path):

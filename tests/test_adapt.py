@@ -153,7 +153,7 @@ def test_meta_device_models(cls):
     assert all(p.is_meta for p in model.parameters())
 
 
-@pytest.mark.parametrize("path", sorted(ADAPT_CONF.glob("*/*.yaml")), ids=lambda p: f"{p.parent.name}/{p.stem}")
+@pytest.mark.parametrize("path", sorted(ADAPT_CONF.glob("*.yaml")), ids=lambda p: p.stem)
 def test_yaml_options_instantiate(path):
     adaptation = hydra.utils.instantiate(OmegaConf.load(path))
     assert isinstance(adaptation, Adaptation)
@@ -165,3 +165,12 @@ def test_yaml_target_list_reaches_peft():
     model = hydra.utils.instantiate(cfg).apply(tiny_lm())
     adapted = {n.split(".")[-1] for n, m in model.named_modules() if hasattr(m, "lora_A")}
     assert adapted == {"q_proj", "v_proj"}
+
+
+def test_one_preset_group_is_mounted_for_both_components(make_cfg):
+    """conf/model/adapt holds each preset once; the vision tower and the LM each pick one of them."""
+    assert sorted(p.stem for p in ADAPT_CONF.glob("*.yaml")) == ["dora", "frozen", "full", "lora"]
+    assert not [p for p in ADAPT_CONF.iterdir() if p.is_dir()], "no per-component copies"
+    cfg = make_cfg("model/adapt@model.adapt.vision=lora", "model/adapt@model.adapt.lm=frozen")
+    assert cfg.model.adapt.vision == OmegaConf.load(ADAPT_CONF / "lora.yaml")
+    assert cfg.model.adapt.lm == OmegaConf.load(ADAPT_CONF / "frozen.yaml")

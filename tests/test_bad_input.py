@@ -102,6 +102,21 @@ CASES = {
     "axis_absolute": Case(("sweep", "/etc/hosts"), ("no ablation named '/etc/hosts'", "ablations are: toy")),
     "tune_outside": Case(("tune", "../toy"), ("vlmlab tune: no ablation named '../toy'", "ablations are: toy")),
     "status_outside": Case(("status", "../toy"), ("vlmlab status: no ablation named '../toy'", "ablations are: toy")),
+    # 5b. a file that does not fit the ablation schema (vlmlab.sweep.ablation_schema): file and dotted key named
+    "unknown_key": sweep(toy=TOY + "seedz: [1]\n", expected=(
+        f"{FILE}: seedz: key 'seedz' is not a field of the ablation file (known: question, control, arms,",)),
+    "wrong_type": sweep(toy=TOY.replace("seeds: [0]", "seeds: [zero]"), expected=(
+        f"{FILE}: seeds[0]: must be an integer, got 'zero'",)),
+    "missing_key": sweep(toy=TOY.replace("control: mlp\n", ""), expected=(
+        f"{FILE}: control: missing; every ablation file gives question, control, arms",)),
+    "control_not_an_arm": sweep(toy=TOY.replace("control: mlp", "control: perceiver"), expected=(
+        f"{FILE}: control: 'perceiver' is not one of the arms: mlp, linear",)),
+    "arm_not_a_list": sweep(toy=TOY.replace("[model/connector=linear]", "model/connector=linear"), expected=(
+        f"{FILE}: arms.linear: must be a list of strings, got 'model/connector=linear'",)),
+    "arm_not_an_override": sweep(toy=TOY.replace("[model/connector=linear]", "[model/connector=linear, linear]"),
+                                 expected=(f"{FILE}: arms.linear[1]: 'linear' is not a Hydra override",)),
+    "bad_tune_block": sweep(toy=TOY + "tune: {trials: many}\n", expected=(
+        f"{FILE}: tune.trials: must be an integer, got 'many'",)),
     # 6. directories that cannot be written
     "results_is_file": sweep("--results-dir", "afile", setup=a_file, expected=(
         f"{FILE}: arm 'mlp': paths.results_dir: cannot write to afile/runs/toy: afile: Not a directory",)),
@@ -166,7 +181,7 @@ def test_bad_input_is_refused_before_anything_trains(name, checkout, cache_dir, 
     ("optim.lr_scale=0", "optim.lr_scale: must be a positive number, got 0"),
     ("optim.lr_scale=true", "optim.lr_scale: must be a positive number, got True"),  # a bool is not a number
     ("optim.lr_scale=inf", "optim.lr_scale: must be a positive number, got inf"),
-    ("optim.warmup_steps=-1", "optim.warmup_steps: must be an integer >= 0, got -1"),
+    ("optim.schedule.warmup_steps=-1", "optim.schedule.warmup_steps: must be an integer >= 0, got -1"),
     ("optim.weight_decay=-0.1", "optim.weight_decay: must be a number >= 0, got -0.1"),
     ("optim.lr.lm=abc", "optim.lr.lm: must be a number >= 0, got 'abc'"),
     ("optim.lr=0.1", "optim.lr: must be a mapping of component -> value, got 0.1"),
@@ -196,14 +211,15 @@ def test_good_numbers_and_optional_keys_pass(make_cfg, override):
 
 
 def test_train_exits_1_when_its_run_fails(checkout, cache_dir, trained, capsys):
-    assert main(["train", f"paths.cache_dir={cache_dir}", *TINY, "optim.betas=[2.0,0.9]"]) == 1
+    assert main(["train", f"paths.cache_dir={cache_dir}", *TINY, "optim.optimizer.betas=[2.0,0.9]"]) == 1
     assert len(trained) == 1
     (path,) = (checkout / "results" / "runs" / "adhoc" / "default").glob("*.json")
     assert json.loads(path.read_text())["status"] == "failed"
 
 
 def test_a_failed_sweep_names_the_arm_of_each_unfinished_run(checkout, cache_dir, trained, capsys):
-    (checkout / FILE).write_text(TOY.replace("  linear: [model/connector=linear]\n", '  broken: ["optim.betas=[2.0,0.9]"]\n')
+    broken = '  broken: ["optim.optimizer.betas=[2.0,0.9]"]\n'
+    (checkout / FILE).write_text(TOY.replace("  linear: [model/connector=linear]\n", broken)
                                  .replace("control: mlp", "control: broken").replace("  mlp: [model/connector=mlp]\n", ""))
     GlobalHydra.instance().clear()
     assert main(["sweep", "toy", f"paths.cache_dir={cache_dir}", "data.suite.train_images=40"]) == 1

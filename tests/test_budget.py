@@ -78,6 +78,7 @@ def test_a_budgeted_run_records_its_compute(tmp_path, cache_dir, monkeypatch):
     GlobalHydra.instance().clear()
     assert main(["train", f"paths.cache_dir={cache_dir}", "logger=none", "trainer.max_steps=50", "data.batch_size=2",
                  "budget.unit=images", "budget.value=5", "eval.limit_per_task=1", "eval.max_new_tokens=2",
+                 "data.suite.train_images=40",  # a small suite of its own: the default one takes ~20 s to draw
                  "ablation.name=toy", "ablation.arm=budget"]) == 0
     GlobalHydra.instance().clear()
     (path,) = (tmp_path / "results" / "runs" / "toy" / "budget").glob("*[0-9a-f].json")

@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 from vlmlab.cli import main
 
 RUN = ["trainer.max_steps=4", "data.batch_size=4", "eval.limit_per_task=2", "eval.max_new_tokens=3", "logger=none",
-       "model/adapt/lm=frozen", "model/adapt/vision=lora", "checkpoint_every_n_steps=2"]
+       "model/adapt@model.adapt.lm=frozen", "model/adapt@model.adapt.vision=lora", "checkpoint_every_n_steps=2"]
 
 
 def test_a_checkpoint_holds_the_trained_weights_only_and_resumes_to_the_same_answers(checkout, cache_dir):

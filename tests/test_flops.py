@@ -21,11 +21,12 @@ IMAGE, SIZE, BATCH, TEXT = 5, 32, 2, 9
 TOLERANCE = 0.005
 CASES = {
     "default": [],
-    "frozen_vision": ["model/adapt/vision=frozen"],
-    "lora": ["model/adapt/vision=lora", "model/adapt/lm=lora"],
-    "dora": ["model/adapt/lm=dora"],
+    "frozen_vision": ["model/adapt@model.adapt.vision=frozen"],
+    "lora": ["model/adapt@model.adapt.vision=lora", "model/adapt@model.adapt.lm=lora"],
+    "dora": ["model/adapt@model.adapt.lm=dora"],
     "perceiver": ["model/connector=perceiver", "model.connector.num_latents=8"],
-    "cross_attention": ["model/fusion=cross_attention", "model/adapt/vision=frozen", "model/adapt/lm=frozen"],
+    "cross_attention": ["model/fusion=cross_attention", "model/adapt@model.adapt.vision=frozen",
+                        "model/adapt@model.adapt.lm=frozen"],
     "clip_pixel_shuffle": ["model/vision=tiny_clip", "model/connector=pixel_shuffle"],
 }
 

@@ -68,7 +68,8 @@ def test_impossible_cross_attention_names_both_keys(make_cfg, override, expected
 
 
 def test_frozen_backbones_get_no_gradient_and_do_not_move(make_cfg):
-    model, cfg = xattn_vlm(make_cfg, "tiny_llama", "model/adapt/vision=frozen", "model/adapt/lm=frozen")
+    model, cfg = xattn_vlm(make_cfg, "tiny_llama", "model/adapt@model.adapt.vision=frozen",
+                           "model/adapt@model.adapt.lm=frozen")
     module = VLMTrainingModule(model, cfg.optim, total_steps=10)
     optimizer = module.configure_optimizers()["optimizer"]
     frozen = {n: p.detach().clone() for n, p in model.named_parameters() if n.startswith(("vision.", "lm."))}

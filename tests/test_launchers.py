@@ -20,7 +20,7 @@ from hydra.types import HydraContext
 from omegaconf import DictConfig
 
 from vlmlab.cli import main
-from vlmlab.sweep.lock import holder, lock_path
+from vlmlab.launch.lock import holder, lock_path
 
 from .conftest import CONF
 
@@ -125,6 +125,7 @@ def job_logs(root: Path) -> dict[str, str]:
     return {path.parent.name: path.read_text() for path in folder.glob("*/*_0_log.out")}
 
 
+@pytest.mark.slow  # 30 s of job processes: in the slow tier, run by CI after `make test`
 def test_local_sweep_survives_a_killed_job_and_the_next_sweep_finishes_it(workspace, cache_dir, capsys):
     command = ["sweep", "toy", "hydra/launcher=local", f"paths.cache_dir={cache_dir}"]
     killed: list[int] = []
@@ -151,6 +152,8 @@ def test_local_sweep_survives_a_killed_job_and_the_next_sweep_finishes_it(worksp
     assert main(command) == 0
     records = [json.loads(p.read_text()) for p in runs.glob("*/*.json")]
     assert sorted((r["ablation"]["arm"], r["status"]) for r in records) == [("mlp", "done"), ("victim", "done")]
+    typed = " ".join(["vlmlab", *command])  # reaches each job's process in its config, not its environment
+    assert [r["config"]["ablation"]["command"] for r in records] == [typed, typed]
     second = {job: log for job, log in job_logs(workspace).items() if job not in first}
     assert len(second) == 1 and "toy/victim seed 0" in next(iter(second.values()))
     assert all((workspace / "outputs" / "hydra" / "toy" / "submitit" / job / f"{job}_0_result.pkl").exists()

@@ -12,11 +12,13 @@ from pathlib import Path
 import vlmlab
 
 ROOT = Path(vlmlab.__file__).parent
-# Low to high: a package may import its own rank and those below. results and sweep share a rank: the sweep's
-# jobs write records and the records check a run's identity (vlmlab.sweep.identity); separating the sweep's
-# orchestration (job, status) from its spec and plan would put them in order (issue 12).
-RANKS = {"errors": 0, "models": 1, "data": 2, "eval": 3, "train": 4, "results": 5, "sweep": 5, "tune": 6,
-         "cli": 7, "bench": 7}
+# Low to high, in the order of the flow (spec -> plan -> train -> eval -> records -> tables): a package may import
+# its own rank and those below. `run_record` is the typed contract every stage fills or reads, so it is at the
+# bottom with the errors. The spec and plan (`sweep`) read the configs the way training will (its budget, stages,
+# parallel layout: vlmlab.train's config readers), so they sit above `train`; the records check a run's identity
+# (`sweep.identity`); `launch` runs the plan and writes the records, so it comes after them.
+RANKS = {"errors": 0, "run_record": 0, "models": 1, "data": 2, "eval": 3, "train": 4, "sweep": 5, "results": 6,
+         "launch": 7, "tune": 8, "cli": 9, "bench": 9}
 
 
 def _modules() -> dict[str, Path]:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from vlmlab.sweep.lock import RunLock, holder, is_stale, lock_path
+from vlmlab.launch.lock import RunLock, holder, is_stale, lock_path
 
 CTX = mp.get_context("fork")  # cheap starts; the lock module needs nothing the fork would break
 RACERS = 8

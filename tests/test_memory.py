@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mmap
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,8 +35,12 @@ def track_peak_memory(device: str, interval_s: float = 0.02) -> Iterator[Measure
 
 
 def allocate() -> torch.Tensor:
-    """SIZE_MB of float32, touched so that every page is resident."""
-    return torch.ones(SIZE_MB * 2**20 // 4)
+    """SIZE_MB of float32 on pages new to the process, touched so that every page is resident.
+
+    Backed by an anonymous mmap of its own: a tensor from the allocator may reuse pages that an earlier test
+    freed and the allocator kept resident, and then the process's memory rightly does not grow."""
+    pages = mmap.mmap(-1, SIZE_MB * 2**20)
+    return torch.frombuffer(pages, dtype=torch.float32).fill_(1.0)
 
 
 def test_cpu_peak_sees_a_tensor_held_at_exit():

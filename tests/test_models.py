@@ -161,9 +161,9 @@ def test_every_connector_preset_builds(make_cfg):
 
 def test_parameter_counts_per_component_follow_the_adaptation(make_cfg):
     full = count_parameters(build_vlm(make_cfg().model, 40, IMAGE_TOKEN_ID, 32))
-    frozen = count_parameters(build_vlm(make_cfg("model/adapt/vision=frozen", "model/adapt/lm=frozen").model,
-                                        40, IMAGE_TOKEN_ID, 32))
-    lora = count_parameters(build_vlm(make_cfg("model/adapt/lm=lora").model, 40, IMAGE_TOKEN_ID, 32))
+    frozen_cfg = make_cfg("model/adapt@model.adapt.vision=frozen", "model/adapt@model.adapt.lm=frozen")
+    frozen = count_parameters(build_vlm(frozen_cfg.model, 40, IMAGE_TOKEN_ID, 32))
+    lora = count_parameters(build_vlm(make_cfg("model/adapt@model.adapt.lm=lora").model, 40, IMAGE_TOKEN_ID, 32))
     by = frozen["params_by_component"]
     assert full["params_trainable"] == full["params_total"]
     assert by["vision"]["trainable"] == by["lm"]["trainable"] == 0

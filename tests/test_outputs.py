@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,7 @@ from vlmlab.results.plots import (
 )
 from vlmlab.results.records import loss_log_path, record_path, write_plan, write_record
 from vlmlab.sweep.identity import run_id as science_run_id
+from vlmlab.run_record import ArmLabel, Provenance, RunRecord
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -137,7 +139,7 @@ def test_loss_curves_mean_over_seeds_and_skip_bad_logs(tmp_path: Path) -> None:
         in report.warnings
     plan, runs, _ = load_axis(tmp_path, AXIS)
     logs = {arm: [loss_log_path(record_path(tmp_path, AXIS, arm, run_id(arm, s))) for s in (0, 1)]
-            for arm in plan["ablation"]["arms"]}
+            for arm in plan.ablation.arms}
     curves, _ = read_loss_curves(logs)
     perceiver = curves["perceiver"]  # seeds 0 and 1: losses 3, 2, 1 and 4, 3, 2
     assert perceiver["step"].tolist() == [9, 19, 29] and perceiver["loss"].tolist() == [3.5, 2.5, 1.5]
@@ -168,27 +170,26 @@ def test_tables_survive_damaged_records(tmp_path: Path, caplog: pytest.LogCaptur
     messages = [r.getMessage() for r in caplog.records]
     assert any(m.startswith("broken: no tables written:") and "invalid JSON" in m for m in messages)
     assert any(f"mean/{run_id('mean', 0)}.json: unreadable (invalid JSON" in m for m in messages)
-    assert any("schema_version is 0, expected 1" in m for m in messages)
+    assert any("schema_version is 0, older than this vlmlab's 2; `vlmlab migrate`" in m for m in messages)
     markdown = (tmp_path / "tables" / f"{AXIS}.md").read_text()
     assert f"- mean seed 0 ({run_id('mean', 0)}): record skipped: unreadable (invalid JSON" in markdown
     assert "| mean | **81.0** (+6.0) | **47.0** (+2.0) | **64.0** (+4.0) |" in markdown  # seed 1 only
     assert "No arm shares two finished seeds with the control, so no Δ has a p-value" in markdown
 
 
-def genuine(arm: str, seed: int, **config: object) -> dict:
+def genuine(arm: str, seed: int, **config: object) -> RunRecord:
     """A record whose run_id is the sweep's hash of its config, as a real sweep writes it."""
     rec = record(arm, seed)
-    rec["config"] = {"model": {"connector": arm}, "seed": seed, **config}
-    rec["run_id"] = science_run_id(OmegaConf.create(rec["config"]))
+    rec.config = {"model": {"connector": arm}, "seed": seed, **config}
+    rec.run_id = science_run_id(OmegaConf.create(rec.config))
     return rec
 
 
-def plan_of(root: Path, records: list[dict]) -> None:
+def plan_of(root: Path, records: list[RunRecord]) -> None:
     """Write the fixture's ablation with exactly these records' runs planned."""
     ablation = {"name": AXIS, "question": "", "paper_table": "", "control": "perceiver",
                 "arms": ["perceiver", "mean", "linear"], "metrics": ["vqa", "ocr"], "seeds": [0, 1]}
-    write_plan(root, AXIS, ablation, [{"run_id": r["run_id"], "arm": r["ablation"]["arm"],
-                                       "seed": r["seed"]} for r in records])
+    write_plan(root, AXIS, ablation, [{"run_id": r.run_id, "arm": r.arm, "seed": r.seed} for r in records])
 
 
 def test_duplicate_run_id_with_another_config(tmp_path: Path) -> None:
@@ -197,32 +198,32 @@ def test_duplicate_run_id_with_another_config(tmp_path: Path) -> None:
     for rec in recs:
         write_record(tmp_path, rec)
     target = recs[2]  # mean seed 0: a copy under another arm's folder, config edited by hand
-    forged = dict(target, ablation={"name": AXIS, "arm": "linear"}, config={**target["config"], "seed": 5})
+    forged = replace(target, ablation=ArmLabel(AXIS, "linear"), config={**target.config, "seed": 5})
     forged_path = write_record(tmp_path, forged)
     # A byte-identical copy somewhere else is only a stale file, not a contradiction.
-    write_record(tmp_path, dict(recs[4], ablation={"name": AXIS, "arm": "mean"}))
+    write_record(tmp_path, replace(recs[4], ablation=ArmLabel(AXIS, "mean")))
     report = write_all_tables(tmp_path)
     assert len(report.written) == len(OUTPUTS)
-    where = f"runs/{AXIS}/mean/{target['run_id']}.json"
+    where = f"runs/{AXIS}/mean/{target.run_id}.json"
     assert f"{AXIS}: runs/{AXIS}/linear/{forged_path.name}: same run_id as {where} but a different config " \
            f"that does not hash to it; ignored, {where} kept" in report.warnings
     assert f"{AXIS}: 2 records not in plan.json ignored" in report.warnings
     assert f"{AXIS}: 6 finished runs have no .metrics.csv beside their record; left out of the loss chart" \
         in report.warnings and len(report.warnings) == 3
     plan, runs, _ = load_axis(tmp_path, AXIS)
-    assert all(run["status"] == "done" for run in runs)
+    assert all(run.done for run in runs)
 
     # Now the planned record is the one whose config does not hash to its run_id: neither is trusted.
-    record_path(tmp_path, AXIS, "mean", target["run_id"]).write_text(json.dumps(forged | {
-        "ablation": {"name": AXIS, "arm": "mean"}, "seed": 0}))
-    forged_path.write_text(json.dumps(target | {"ablation": {"name": AXIS, "arm": "linear"}}))
+    record_path(tmp_path, AXIS, "mean", target.run_id).write_text(
+        replace(forged, ablation=ArmLabel(AXIS, "mean"), seed=0).to_json())
+    forged_path.write_text(replace(target, ablation=ArmLabel(AXIS, "linear")).to_json())
     plan, runs, warnings = load_axis(tmp_path, AXIS)
-    skipped = [run for run in runs if run["status"] == "missing"]
-    assert [run["run_id"] for run in skipped] == [target["run_id"]]
+    skipped = [run for run in runs if run.status == "missing"]
+    assert [run.run_id for run in skipped] == [target.run_id]
     assert any(w.startswith(where) and "cannot tell which is right" in w for w in warnings)
     write_tables(tmp_path)
     markdown = (tmp_path / "tables" / f"{AXIS}.md").read_text()
-    assert f"- mean seed 0 ({target['run_id']}): record skipped: runs/{AXIS}/linear/" in markdown
+    assert f"- mean seed 0 ({target.run_id}): record skipped: runs/{AXIS}/linear/" in markdown
 
 
 def test_cli_exit_code_is_non_zero_only_when_nothing_is_written(tmp_path: Path, capsys) -> None:
@@ -240,11 +241,12 @@ def test_provenance_footer_counts_code_packages_device_data_and_commands() -> No
 
     base = {"git_commit": "abcdef1234567890", "git_dirty": False, "packages": {"torch": "2.13.0"},
             "dataset_version": "synthetic-v1", "command": "vlmlab sweep toy", "device": "cpu (x86_64, 2 threads)"}
-    runs = [{"status": "done", "provenance": base}, {"status": "failed", "provenance": base | {"git_dirty": True}},
-            {"status": "missing", "provenance": {}}]
+    runs = [RunRecord(run_id="a", ablation=ArmLabel("toy", "a"), seed=0, status=status,
+                      provenance=None if prov is None else Provenance(**prov))
+            for status, prov in (("done", base), ("failed", base | {"git_dirty": True}), ("missing", None))]
     lines = provenance_lines(runs)
     assert lines[0] == "code: abcdef1234 (1 run), abcdef1234 (uncommitted changes) (1 run)"
     assert lines[1].startswith("packages: torch 2.13.0 transformers ? ") and lines[1].endswith("(2 runs)")
     assert lines[2:] == ["device: cpu (x86_64, 2 threads) (2 runs)", "data: synthetic-v1 (2 runs)",
                          "commands: vlmlab sweep toy (2 runs)"]
-    assert provenance_lines([{"status": "missing"}]) == []
+    assert provenance_lines([runs[-1]]) == []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 from omegaconf import OmegaConf
 from transformers import PreTrainedModel
@@ -59,8 +61,12 @@ def test_the_trainer_decides_device_dtype_and_autocast(make_cfg):
     assert training_device(cpu) == torch.device("cpu") and weight_dtype(cpu) == torch.float32
     assert weight_dtype(make_cfg("trainer.precision=bf16-true").trainer) == torch.bfloat16
     assert weight_dtype(make_cfg("trainer.precision=bf16-mixed").trainer) == torch.float32  # fp32 master weights
-    assert fused_optimizer(OmegaConf.create({"fused_optimizer": True}), torch.device("cpu")) == {}
-    assert fused_optimizer(OmegaConf.create({"fused_optimizer": True}), torch.device("cuda", 0)) == {"fused": True}
+    fused, cuda = OmegaConf.create({"fused_optimizer": True}), torch.device("cuda", 0)
+    assert fused_optimizer(fused, torch.device("cpu"), torch.optim.AdamW) == {}
+    assert fused_optimizer(fused, cuda, torch.optim.AdamW) == {"fused": True}
+    assert fused_optimizer(fused, cuda, partial(torch.optim.SGD, momentum=0.9)) == {"fused": True}
+    assert fused_optimizer(fused, cuda, torch.optim.Adafactor) == {}, "Adafactor has no fused kernel"
+    assert fused_optimizer(OmegaConf.create({"fused_optimizer": False}), cuda, torch.optim.AdamW) == {}
     with evaluation_precision(cpu):
         assert not torch.is_autocast_enabled("cuda")
 
@@ -92,7 +98,7 @@ def test_bf16_mixed_clips_the_gradients_of_a_fused_optimizer(checkout, cache_dir
     import vlmlab.train.module as module
     from vlmlab.cli import main
 
-    monkeypatch.setattr(module, "fused_optimizer", lambda performance, device: {"fused": True})
+    monkeypatch.setattr(module, "fused_optimizer", lambda performance, device, optimizer: {"fused": True})
     clipped = []
     clip = torch.nn.utils.clip_grad_norm_
     monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", lambda *a, **k: clipped.append(a[1]) or clip(*a, **k))

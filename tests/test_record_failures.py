@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import vlmlab.sweep.job as job_module
+import vlmlab.launch.job as job_module
 import vlmlab.train.run as run_module
 from vlmlab.cli import main
 
@@ -21,13 +21,13 @@ metrics: [synth_count, synth_vqa]
 common: [trainer.max_steps=3, data.batch_size=4, eval.limit_per_task=2, eval.max_new_tokens=3, logger=none]
 arms:
   mlp: [model/connector=mlp]
-  broken: ["optim.betas=[2.0,0.9]"]   # passes planning, fails when the optimizer is built
+  broken: ["optim.optimizer.betas=[2.0,0.9]"]   # passes planning, fails when the optimizer is built
 """
 
 
 @pytest.fixture
 def workspace(checkout):
-    (checkout / "ablations" / "toy.yaml").write_text(TOY.replace('  broken: ["optim.betas=[2.0,0.9]"]   # passes '
+    (checkout / "ablations" / "toy.yaml").write_text(TOY.replace('  broken: ["optim.optimizer.betas=[2.0,0.9]"]   # passes '
                                                                  'planning, fails when the optimizer is built\n', ""))
     return checkout
 

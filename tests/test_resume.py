@@ -114,7 +114,9 @@ def test_sigkill_at_a_random_step_after_a_checkpoint(checkout, cache_dir, refere
     assert_same_run(outputs(checkout), reference)
 
 
-@pytest.mark.parametrize("where, step, sig", [("training", 12, "SIGINT"), ("validation", 15, "SIGTERM")])
+# The signal in validation is in the slow tier, run by CI after `make test`.
+@pytest.mark.parametrize("where, step, sig", [("training", 12, "SIGINT"),
+                                              pytest.param("validation", 15, "SIGTERM", marks=pytest.mark.slow)])
 def test_a_signal_saves_a_checkpoint_and_exits_interrupted(checkout, cache_dir, reference, where, step, sig):
     child = interrupt(where, step, sig, cache_dir, checkout)
     assert child.returncode == 128 + getattr(signal, sig), child.stderr[-2000:]

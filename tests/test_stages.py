@@ -96,3 +96,18 @@ def test_the_two_stage_preset_plans(make_cfg):
     align, lora = resolve_stages(cfg)
     assert align.config.model.adapt.lm._target_.endswith("Frozen") and lora.config.model.adapt.lm._target_.endswith("LoRA")
     check_config(cfg)
+
+
+def test_the_two_stage_preset_names_the_adaptation_presets(make_cfg):
+    """Its stages point at conf/model/adapt's files: resolved, each holds the preset's content, as one-stage runs do."""
+    cfg = make_cfg("+schedule=two_stage")
+    presets = {name: make_cfg(f"model/adapt@model.adapt.lm={name}").model.adapt.lm for name in ("frozen", "lora")}
+    stages = OmegaConf.to_container(cfg.stages, resolve=True)
+    assert [(s["adapt_vision"], s["adapt_lm"]) for s in stages] == [
+        (OmegaConf.to_container(presets[name]),) * 2 for name in ("frozen", "lora")]
+
+
+def test_a_stage_sets_its_own_warmup(make_cfg):
+    first, second = resolve_stages(with_stages(make_cfg, [{"name": "a"}, {"name": "b", "warmup_steps": 7}]))
+    assert first.config.optim.schedule.warmup_steps == make_cfg().optim.schedule.warmup_steps
+    assert second.config.optim.schedule.warmup_steps == 7

@@ -8,8 +8,9 @@ import platform
 from pathlib import Path
 
 from vlmlab.results.records import write_plan, write_record
-from vlmlab.sweep.lock import RunLock, holder, lock_path
-from vlmlab.sweep.status import axis_status, progress_line, render, time_left
+from vlmlab.run_record import ArmLabel, Cost, RunRecord
+from vlmlab.launch.lock import RunLock, holder, lock_path
+from vlmlab.launch.status import axis_status, progress_line, render, time_left
 
 ABLATION = {"name": "toy", "question": "q", "paper_table": None, "control": "a", "arms": ["a", "b"],
             "metrics": ["count"], "seeds": [0, 1]}
@@ -18,9 +19,8 @@ RUNS = [{"run_id": f"{i:012x}", "arm": arm, "seed": seed} for i, (arm, seed) in
 
 
 def record(run, status, seconds):
-    return {"schema_version": 1, "run_id": run["run_id"], "ablation": {"name": "toy", "arm": run["arm"]},
-            "seed": run["seed"], "status": status, "config": {}, "metrics": {"count": 50.0} if status == "done" else {},
-            "cost": {"train_seconds": seconds, "eval_seconds": 1.0}, "provenance": {}, "error": None}
+    return RunRecord(run_id=run["run_id"], ablation=ArmLabel("toy", run["arm"]), seed=run["seed"], status=status,
+                     metrics={"count": 50.0} if status == "done" else {}, cost=Cost(train_seconds=seconds, eval_seconds=1.0))
 
 
 def _hold_and_die(path: str) -> None:

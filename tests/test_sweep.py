@@ -22,7 +22,7 @@ common: [trainer.max_steps=3, data.batch_size=4, eval.limit_per_task=2, eval.max
 arms:
   mlp: [model/connector=mlp]
   pixel_shuffle: [model/connector=pixel_shuffle]
-  broken: ["optim.betas=[2.0,0.9]"]   # passes planning, fails when the optimizer is built
+  broken: ["optim.optimizer.betas=[2.0,0.9]"]   # passes planning, fails when the optimizer is built
 """
 
 
@@ -72,6 +72,7 @@ def test_sweep_trains_records_tabulates_then_skips_done_runs(workspace, cache_di
     assert done["cost"]["visual_tokens_per_image"] == 64 and found[("pixel_shuffle", 0)]["cost"]["visual_tokens_per_image"] == 16
     assert done["cost"]["params_trainable"] == done["cost"]["params_total"] > 0
     assert done["cost"]["train_steps"] == 3 and done["provenance"]["packages"]["torch"]
+    assert done["config"]["ablation"]["command"] == f"vlmlab sweep toy paths.cache_dir={cache_dir}"  # what was typed
     assert "Invalid beta parameter" in found[("broken", 0)]["error"]["message"]
     answers = [json.loads(line) for line in done["_path"].with_suffix(".predictions.jsonl").read_text().splitlines()]
     assert len(answers) == 10 and {"task", "prompt", "answer", "prediction"} <= set(answers[0])  # 2 per task
@@ -180,7 +181,7 @@ def test_an_unreachable_wandb_server_means_offline_not_a_failed_sweep(workspace,
     monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # nothing listens on the discard port
     (workspace / "ablations" / "toy.yaml").write_text(TOY.replace("seeds: [0, 1]", "seeds: [0]").replace(
         "  pixel_shuffle: [model/connector=pixel_shuffle]\n", "").replace(
-        '  broken: ["optim.betas=[2.0,0.9]"]   # passes planning, fails when the optimizer is built\n', "").replace(
+        '  broken: ["optim.optimizer.betas=[2.0,0.9]"]   # passes planning, fails when the optimizer is built\n', "").replace(
         "logger=none", "logger=wandb"))
     started = time.perf_counter()
     assert sweep(cache_dir, "logger.wandb.init_timeout=5") == 0
@@ -195,11 +196,11 @@ def test_an_unreachable_wandb_server_means_offline_not_a_failed_sweep(workspace,
 def test_a_newer_record_is_left_alone_and_an_altered_one_trained_again(workspace, cache_dir, counted_training, capsys):
     (workspace / "ablations" / "toy.yaml").write_text(TOY.replace(
         "  pixel_shuffle: [model/connector=pixel_shuffle]\n", "").replace(
-        '  broken: ["optim.betas=[2.0,0.9]"]   # passes planning, fails when the optimizer is built\n', ""))
+        '  broken: ["optim.optimizer.betas=[2.0,0.9]"]   # passes planning, fails when the optimizer is built\n', ""))
     assert sweep(cache_dir) == 0
     found = records(workspace)
     newer, altered = found[("mlp", 0)]["_path"], found[("mlp", 1)]["_path"]
-    newer.write_text(newer.read_text().replace('"schema_version": 1', '"schema_version": 99'))
+    newer.write_text(newer.read_text().replace('"schema_version": 2', '"schema_version": 99'))
     altered.write_text(altered.read_text().replace('"seed": 1', '"seed": 7'))  # the table cannot use it
     counted_training.clear()
     capsys.readouterr()

@@ -16,9 +16,11 @@ import pytest
 from scipy import stats as scipy_stats
 
 from vlmlab.results import load_axis, render_csv, render_latex, render_markdown, summarise, write_tables
+from vlmlab.results.migrate import migrate_results
 from vlmlab.results.records import write_plan, write_record
 from vlmlab.results.plots import SOFTWARE, png_size
 from vlmlab.results.render import human_count, human_flops
+from vlmlab.run_record import SCHEMA_VERSION, RunRecord
 
 AXIS = "pooling"
 OUTPUTS = (".csv", ".md", ".png", ".tex", "_loss.png")  # what write_tables writes per axis, sorted
@@ -38,12 +40,18 @@ def run_id(arm: str, seed: int, axis: str = AXIS) -> str:
 
 
 def record(arm: str, seed: int, status: str = "done", message: str = "",
-           scores: dict[str, dict[int, tuple[float, float]]] = SCORES, axis: str = AXIS) -> dict[str, Any]:
+           scores: dict[str, dict[int, tuple[float, float]]] = SCORES, axis: str = AXIS) -> RunRecord:
     """A record with the scores of `scores` (or none, with an error, when not done)."""
+    return RunRecord.from_dict(raw_record(arm, seed, status, message, scores, axis))
+
+
+def raw_record(arm: str, seed: int, status: str = "done", message: str = "",
+               scores: dict[str, dict[int, tuple[float, float]]] = SCORES, axis: str = AXIS) -> dict[str, Any]:
+    """The JSON object of `record`."""
     done = status == "done"
     vqa, ocr = scores[arm][seed]
     return {
-        "schema_version": 1, "run_id": run_id(arm, seed, axis), "ablation": {"name": axis, "arm": arm},
+        "schema_version": SCHEMA_VERSION, "run_id": run_id(arm, seed, axis), "ablation": {"name": axis, "arm": arm},
         "seed": seed, "status": status, "config": {"arm": arm},
         "metrics": {"vqa": vqa, "ocr": ocr} if done else {},
         "cost": {"params_total": 8_300_000_000 if arm == "perceiver" else 1_020_000,
@@ -214,7 +222,7 @@ def test_failed_and_missing_runs_are_shown(tmp_path: Path) -> None:
 def test_missing_arm_and_stale_records(tmp_path: Path) -> None:
     write_ablation(tmp_path, skip=(("mean", 0), ("mean", 1)))
     stale = record("linear", 0)
-    stale["run_id"], stale["seed"] = "0123456789ab", 9
+    stale.run_id, stale.seed = "0123456789ab", 9
     write_record(tmp_path, stale)
     plan, runs, warnings = load_axis(tmp_path, AXIS)
     assert warnings == ["1 records not in plan.json ignored"]
@@ -296,9 +304,9 @@ def write_with_costs(root: Path, extra_cost: Callable[[str, int], dict[str, Any]
                 "metrics": ["vqa", "ocr"], "seeds": SEEDS}
     write_plan(root, AXIS, ablation, plan_runs())
     for run in plan_runs():
-        rec = record(run["arm"], run["seed"])
-        rec["cost"] |= extra_cost(run["arm"], run["seed"])
-        write_record(root, rec)
+        raw = raw_record(run["arm"], run["seed"])
+        raw["cost"] |= extra_cost(run["arm"], run["seed"])
+        write_record(root, RunRecord.from_dict(raw))
 
 
 def test_compute_and_memory_columns(tmp_path: Path) -> None:
@@ -338,6 +346,27 @@ def test_lm_tokens_column_only_where_an_arm_differs(tmp_path: Path) -> None:
     assert "LM tokens" not in (tmp_path / "tables" / f"{AXIS}.md").read_text()
 
 
+def test_checkpoint_columns_appear_once_a_record_measures_them(tmp_path: Path) -> None:
+    """A cost column added to the registry (vlmlab.results.columns) shows in every output, and only in tables
+    whose records measure it: older tables keep their bytes."""
+    write_with_costs(tmp_path, lambda arm, seed: {})
+    plan, runs, _ = load_axis(tmp_path, AXIS)
+    before = render_markdown(plan, runs), render_csv(plan, runs)
+    assert "ckpt" not in before[0] and "checkpoint" not in before[1]
+    write_with_costs(tmp_path, lambda arm, seed: {} if arm == "linear" else {
+        "checkpoint_seconds": 1.5 + seed, "checkpoint_saves": 3, "checkpoint_bytes": 3 * 2**20})
+    plan, runs, _ = load_axis(tmp_path, AXIS)
+    markdown = render_markdown(plan, runs)
+    assert "| peak MB | ckpt s | ckpt MB | seeds |" in markdown
+    assert table_row_of(markdown, "perceiver").endswith("| 2.0 | 3.0 | 2/2 |")
+    assert table_row_of(markdown, "linear").endswith("| – | – | 2/2 |")
+    assert "ckpt s: seconds spent writing checkpoints" in markdown
+    frame = pd.read_csv(io.StringIO(render_csv(plan, runs))).set_index("arm")
+    assert list(frame.columns[-2:]) == ["checkpoint_seconds_mean", "checkpoint_bytes_mean"]
+    assert frame.loc["mean", "checkpoint_bytes_mean"] == 3 * 2**20 and pd.isna(frame.loc["linear", "checkpoint_seconds_mean"])
+    assert r"ckpt s & ckpt MB & seeds \\" in render_latex(plan, runs)
+
+
 def table_row_of(markdown: str, arm: str) -> str:
     """The main table's line of `arm` in a rendered Markdown table."""
     return next(line for line in markdown.splitlines() if line.startswith(f"| {arm}"))
@@ -347,6 +376,7 @@ def test_committed_tables_regenerate_byte_identically_from_committed_records(tmp
     """results/tables is exactly what results/runs gives: `make tables` on a fresh clone changes nothing."""
     repo_results = Path(__file__).resolve().parents[1] / "results"
     shutil.copytree(repo_results / "runs", tmp_path / "runs")
+    assert not migrate_results(tmp_path).records, "the committed records are at the current schema"
     written = write_tables(tmp_path)
     assert written, "the repository commits at least one ablation's records"
     axes = sorted(p.parent.name for p in (repo_results / "runs").glob("*/plan.json"))

@@ -27,7 +27,7 @@ question: Does the connector matter?
 control: mlp
 seeds: [0]
 metrics: [synth_count, synth_vqa]
-common: [data.batch_size=2, trainer.max_steps=2, trainer.limit_val_batches=2, optim.warmup_steps=1,
+common: [data.batch_size=2, trainer.max_steps=2, trainer.limit_val_batches=2, optim.schedule.warmup_steps=1,
          eval.limit_per_task=1, eval.max_new_tokens=2, logger=none]
 TUNE
 arms:
@@ -213,7 +213,8 @@ def test_the_sweep_refuses_tuning_that_no_longer_fits_unless_untuned(workspace, 
     assert sweep(cache_dir, "optim.lr_scale=2") == 2
     assert "optim.lr_scale is tuned per arm" in capsys.readouterr().err
     path = workspace / "ablations" / "toy.yaml"
-    path.write_text(TOY.replace("linear: [model/connector=linear]", "linear: [model/connector=linear, optim.eps=1e-6]"))
+    path.write_text(TOY.replace("linear: [model/connector=linear]",
+                                "linear: [model/connector=linear, optim.optimizer.eps=1e-6]"))
     assert sweep(cache_dir) == 2
     err = capsys.readouterr().err
     assert "best.json: arm 'linear' was tuned with overrides" in err and "--untuned" in err
@@ -233,13 +234,14 @@ def test_the_sweep_refuses_tuning_that_no_longer_fits_unless_untuned(workspace, 
 
 
 @pytest.mark.parametrize(("block", "expected"), [
-    ("tune: {trials: 0}", "`tune.trials` must be a positive integer"),
-    ("tune: {steps: 2.5}", "`tune.steps` must be a positive integer"),
-    ("tune: {seeds: 1}", "`tune.seeds`: unknown"),
-    ("tune: {params: {optim.lr_scale: {low: 10, high: 1}}}", "`tune.params.optim.lr_scale.low` must be below"),
+    ("tune: {trials: 0}", "toy.yaml: tune.trials: must be a positive integer, got 0"),
+    ("tune: {steps: 2.5}", "toy.yaml: tune.steps: must be an integer, got 2.5"),
+    ("tune: {seeds: 1}", "toy.yaml: tune.seeds: key 'seeds' is not a field of `tune`"),
+    ("tune: {params: {optim.lr_scale: {low: 10, high: 1}}}", "tune.params.optim.lr_scale.low: must be below `high`"),
     ("tune: {params: {optim.lr_scale: {low: 0, high: 1, log: true}}}", "must be positive on a log scale"),
-    ("tune: {params: {optim.lr_scale: {low: 1, high: 2, step: 1}}}", "`tune.params.optim.lr_scale.step`: unknown"),
-    ("tune: {params: {seed: {low: 1, high: 2}}}", "`tune.params.seed`: seed cannot be tuned"),
+    ("tune: {params: {optim.lr_scale: {low: 1, high: 2, step: 1}}}",
+     "tune.params.optim.lr_scale.step: key 'step' is not a field of `tune.params.optim.lr_scale`"),
+    ("tune: {params: {seed: {low: 1, high: 2}}}", "toy.yaml: tune.params.seed: seed cannot be tuned"),
     ("tune: {params: {optim.nosuch: {low: 1, high: 2}}}", "`tune.params.optim.nosuch`: arm 'mlp' has no config key"),
     ("tune: {params: {optim.lr: {low: 1, high: 2}}}", "`tune.params.optim.lr`: arm 'mlp': optim.lr is a config node"),
     ("tune: {params: {model.connector._target_: {low: 1, high: 2}}}", "is 'vlmlab.models.connectors.MLPProjector', not a number"),

@@ -25,7 +25,7 @@ from vlmlab.data.needs import all_needed, missing
 from vlmlab.errors import ConfigError
 from vlmlab.results.records import RecordError, is_done, newer_schema, record_path, write_plan
 from vlmlab.sweep.ablation import AblationError, AblationSpec, load_ablation
-from vlmlab.sweep.plan import Compose, Job, check_writable, plan_sweep
+from vlmlab.sweep.plan import Compose, Job, check_writable, plan_sweep, with_run_defaults
 from vlmlab.train.parallel import check_devices
 from vlmlab.tune.best import best_path, tuned_overrides
 
@@ -49,6 +49,8 @@ def plan_ablation(axis: str, config: DictConfig, compose: Compose, scales: Seque
     # `+scale=paper` (conf/scale/paper.yaml) sets scale.name: the file's arms as that scale has them.
     scale = OmegaConf.select(config, "scale.name", default=None)
     spec = load_ablation(paths.ablations_dir, axis).at_scale(scale, list(scales))
+    # Seeds and metrics a file leaves out come from the control arm's run config: the plan.json needs them too.
+    spec = with_run_defaults(spec, compose, tuple(arguments))
     values = tuned_overrides(spec, paths.results_dir, tuple(arguments)) if tuned else None
     return AblationPlan(spec, plan_sweep(spec, compose, tuple(arguments), values), bool(values))
 

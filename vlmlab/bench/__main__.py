@@ -90,7 +90,7 @@ def lightning_loop(cfg: DictConfig, steps: int, warmup: int) -> Measured:
 
 
 def bare_loop(cfg: DictConfig, steps: int, warmup: int) -> Measured:
-    """A hand-written loop: forward under the run's autocast, backward, clip, AdamW step, scheduler step."""
+    """A hand-written loop: forward under the run's autocast, backward, clip, optimizer step, scheduler step."""
     model, datamodule, _flops = _setup(cfg)
     device = training_device(cfg.trainer)
     module = VLMTrainingModule(model, cfg.optim, warmup + steps, cfg.get("performance"))

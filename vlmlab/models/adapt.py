@@ -1,8 +1,9 @@
 """How a pretrained component (vision tower or language model) trains: frozen, fully, or through LoRA / DoRA.
 
 Table 3 of the Idefics2 paper compares frozen backbones with LoRA-adapted ones; each option here is one
-`_target_` of the `model/adapt/{vision,lm}` config groups. Adapters are injected into the component's
-module in place, so the VLM keeps calling the same object (`inputs_embeds=`, `.generate`, `pixel_values=`).
+`_target_` of the `model/adapt` config group, mounted once per component (`model.adapt.vision`, `model.adapt.lm`).
+Adapters are injected into the component's module in place, so the VLM keeps calling the same object
+(`inputs_embeds=`, `.generate`, `pixel_values=`).
 """
 
 from __future__ import annotations

@@ -10,29 +10,31 @@ neither and says so.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+
+from vlmlab.run_record import RunRecord
+
 
 def conflicting_records(
-    planned: dict[Path, int], runs: list[dict[str, Any]], others: list[tuple[Path, dict[str, Any]]]
+    planned: dict[Path, int], runs: list[RunRecord], others: list[tuple[Path, RunRecord]]
 ) -> list[tuple[Path, list[Path]]]:
     """Planned records with other records (`others`: path and record of each readable one outside the plan) of
     the same run_id whose config differs from theirs."""
-    by_id = {runs[i]["run_id"]: path for path, i in planned.items() if runs[i]["status"] != "missing"}
+    by_id = {runs[i].run_id: path for path, i in planned.items() if runs[i].status != "missing"}
     found: dict[Path, list[Path]] = {}
     for path, other in others:
-        mine = by_id.get(other["run_id"])
-        if mine is not None and other["config"] != runs[planned[mine]]["config"]:
+        mine = by_id.get(other.run_id)
+        if mine is not None and other.config != runs[planned[mine]].config:
             found.setdefault(mine, []).append(path)
     return sorted(found.items())
 
 
-def config_hashes_to_run_id(record: dict[str, Any]) -> bool:
+def config_hashes_to_run_id(record: RunRecord) -> bool:
     """Whether the record's config gives its run_id under the sweep's run identity."""
     try:
         from omegaconf import OmegaConf
 
         from vlmlab.sweep.identity import run_id
 
-        return run_id(OmegaConf.create(record["config"])) == record["run_id"]
+        return run_id(OmegaConf.create(record.config)) == record.run_id
     except Exception:  # any config the identity cannot digest is simply not proven genuine
         return False

@@ -14,6 +14,7 @@ import pandas as pd
 
 from vlmlab.results.provenance import provenance_lines
 from vlmlab.results.render import MARK, Style, caption, failure_lines, table_cells
+from vlmlab.run_record import Plan, PlannedAblation, RunRecord
 
 # Characters that TeX would read as commands, or (in the default OT1 font encoding) print wrongly.
 _SPECIAL = {
@@ -35,13 +36,13 @@ LATEX = Style(text=latex_escape, bold=lambda s: rf"\textbf{{{s}}}", plus_minus=r
 
 
 def latex_from_summary(
-    plan: dict[str, Any], summary: pd.DataFrame, runs: list[dict[str, Any]]
+    plan: Plan, summary: pd.DataFrame, runs: list[RunRecord]
 ) -> str:
     """Comment lines (what, caption, runs without a result) around a booktabs tabular of the table."""
-    ablation = plan["ablation"]
-    about = f"{ablation['name']}: {ablation.get('question') or ''}".strip().rstrip(":")
-    if ablation.get("paper_table"):
-        about += f" Mirrors {ablation['paper_table']} of the Idefics2 paper."
+    ablation = plan.ablation
+    about = f"{ablation.name}: {ablation.question or ''}".strip().rstrip(":")
+    if ablation.paper_table:
+        about += f" Mirrors {ablation.paper_table} of the Idefics2 paper."
     text = latex_escape(caption(ablation, summary)).replace(f"`{MARK}`", LATEX.mark)
     lines = [
         f"% {_one_line(about)}",
@@ -58,7 +59,7 @@ def latex_from_summary(
         r"\bottomrule",
         r"\end{tabular}",
     ]
-    failures = failure_lines(ablation["arms"], runs)
+    failures = failure_lines(ablation.arms, runs)
     if failures:
         lines += ["% Runs without a result:", *(f"% {_one_line(line)}" for line in failures)]
     if footer := provenance_lines(runs):

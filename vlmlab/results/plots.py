@@ -20,6 +20,8 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from vlmlab.run_record import Plan
+
 FIGSIZE = (8.0, 4.5)  # inches
 DPI = 100  # so every chart is 800 x 450 pixels
 PIXELS = (int(FIGSIZE[0] * DPI), int(FIGSIZE[1] * DPI))
@@ -32,22 +34,22 @@ _RC = {
 LOSS_COLUMN, STEP_COLUMN = "train/loss", "step"
 
 
-def scores_png(plan: dict[str, Any], summary: pd.DataFrame) -> bytes:
+def scores_png(plan: Plan, summary: pd.DataFrame) -> bytes:
     """The grouped score bars of `scores_figure` as PNG bytes."""
     with _style():
         return _png(scores_figure(plan, summary))
 
 
-def loss_png(plan: dict[str, Any], curves: dict[str, pd.DataFrame]) -> bytes:
+def loss_png(plan: Plan, curves: dict[str, pd.DataFrame]) -> bytes:
     """The training-loss chart of `loss_figure` as PNG bytes."""
     with _style():
         return _png(loss_figure(plan, curves))
 
 
-def scores_figure(plan: dict[str, Any], summary: pd.DataFrame) -> Figure:
+def scores_figure(plan: Plan, summary: pd.DataFrame) -> Figure:
     """Grouped bars: one group per metric and Avg., one bar per arm (mean, error bar = std over seeds)."""
-    ablation = plan["ablation"]
-    keys, labels = [*ablation["metrics"], "avg"], [*ablation["metrics"], "Avg."]
+    ablation = plan.ablation
+    keys, labels = [*ablation.metrics, "avg"], [*ablation.metrics, "Avg."]
     with _style():
         fig, ax = _figure()
         width = 0.8 / max(len(summary), 1)
@@ -71,7 +73,7 @@ def scores_figure(plan: dict[str, Any], summary: pd.DataFrame) -> Figure:
         ax.set_xticks(range(len(keys)), labels)
         ax.set_xlabel("benchmark")
         ax.set_ylabel("score (points, higher is better)")
-        ax.set_title(f"{ablation['name']}: mean over seeds, error bars ± sample std "
+        ax.set_title(f"{ablation.name}: mean over seeds, error bars ± sample std "
                      f"(control hatched)")
         ax.set_ylim(bottom=min(0.0, ax.get_ylim()[0]))
         ax.grid(axis="y", linewidth=0.4, alpha=0.5)
@@ -108,16 +110,16 @@ def read_loss_curves(logs: dict[str, list[Path]]) -> tuple[dict[str, pd.DataFram
     return curves, warnings
 
 
-def loss_figure(plan: dict[str, Any], curves: dict[str, pd.DataFrame]) -> Figure:
+def loss_figure(plan: Plan, curves: dict[str, pd.DataFrame]) -> Figure:
     """Training loss against step, one line per arm (mean over its runs), the control drawn thickest."""
-    ablation = plan["ablation"]
+    ablation = plan.ablation
     with _style():
         fig, ax = _figure()
-        for i, arm in enumerate(ablation["arms"]):  # plan order, so colours match the bar chart
+        for i, arm in enumerate(ablation.arms):  # plan order, so colours match the bar chart
             curve = curves.get(arm)
             if curve is None or curve.empty:
                 continue
-            control = arm == ablation["control"]
+            control = arm == ablation.control
             runs = int(curve["runs"].max())
             label = f"{arm} (control)" if control else arm
             ax.plot(curve["step"], curve["loss"], color=f"C{i % 10}", linewidth=2.2 if control else 1.2,
@@ -129,7 +131,7 @@ def loss_figure(plan: dict[str, Any], curves: dict[str, pd.DataFrame]) -> Figure
                     ha="center", va="center", transform=ax.transAxes)
         ax.set_xlabel("training step")
         ax.set_ylabel("training loss (mean over finished seeds)")
-        ax.set_title(f"{ablation['name']}: training loss by step")
+        ax.set_title(f"{ablation.name}: training loss by step")
         ax.grid(linewidth=0.4, alpha=0.5)
         return fig
 

@@ -21,23 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from vlmlab.results.duplicates import config_hashes_to_run_id, conflicting_records
-
-SCHEMA_VERSION = 1
-
-# "diverged" comes from the design: a run whose loss blew up gets a record like a failure.
-STATUSES = ("done", "failed", "diverged")
-RECORD_KEYS = (
-    "schema_version", "run_id", "ablation", "seed", "status",
-    "config", "metrics", "cost", "provenance", "error",
-)
-PLAN_ABLATION_KEYS = ("name", "question", "paper_table", "control", "arms", "metrics", "seeds")
-PLAN_RUN_KEYS = ("run_id", "arm", "seed")
+from vlmlab.run_record import SCHEMA_VERSION, Plan, PlannedAblation, PlannedRun, RecordError, RunRecord
 
 StrPath = str | os.PathLike[str]
-
-
-class RecordError(ValueError):
-    """A record or plan that cannot be written or read; the message names the file and the problem."""
 
 
 def record_path(results_dir: StrPath, axis: str, arm: str, run_id: str) -> Path:
@@ -79,30 +65,27 @@ def atomic_write_bytes(path: StrPath, data: bytes) -> Path:
     return path
 
 
-def write_record(results_dir: StrPath, record: dict[str, Any]) -> Path:
+def write_record(results_dir: StrPath, record: RunRecord) -> Path:
     """Check `record` and write it atomically to its place under `results_dir`."""
-    _check_record(record, _where(results_dir, record))
-    path = record_path(
-        results_dir, record["ablation"]["name"], record["ablation"]["arm"], record["run_id"]
-    )
-    return atomic_write_text(path, _to_json(record, path))
-
-
-def _where(results_dir: StrPath, record: Any) -> str:
-    """The best name for a record about to be written: its path if it can be known, else its id."""
     try:
-        ablation = record["ablation"]
-        return str(record_path(results_dir, ablation["name"], ablation["arm"], record["run_id"]))
-    except (KeyError, TypeError, RecordError):
-        run_id = record.get("run_id", "<no run_id>") if isinstance(record, dict) else "?"
-        return f"record {run_id} under {results_dir}"
+        path = record_path(results_dir, record.ablation.name, record.arm, record.run_id)
+    except RecordError as exc:
+        raise RecordError(f"record {record.run_id} under {results_dir}: {exc}") from None
+    try:
+        text = record.to_json()
+        RunRecord.from_dict(json.loads(text))  # what is written must read back: the same checks as a reader's
+    except RecordError as exc:
+        raise RecordError(f"{path}: {exc}") from None
+    return atomic_write_text(path, text)
 
 
-def read_record(path: StrPath) -> dict[str, Any]:
+def read_record(path: StrPath) -> RunRecord:
     """Read and check one record; RecordError naming `path` if it is not a valid record."""
-    record = _read_json_object(path)
-    _check_record(record, str(path))
-    return record
+    obj = _read_json_object(path)
+    try:
+        return RunRecord.from_dict(obj)
+    except RecordError as exc:
+        raise RecordError(f"{path}: {exc}") from None
 
 
 def is_done(results_dir: StrPath, axis: str, arm: str, run_id: str, seed: int | None = None) -> bool:
@@ -110,12 +93,12 @@ def is_done(results_dir: StrPath, axis: str, arm: str, run_id: str, seed: int | 
     try:
         path = record_path(results_dir, axis, arm, run_id)
         if seed is None:  # a caller that does not know the seed: take the record's own
-            seed = read_record(path)["seed"]
+            seed = read_record(path).seed
     except (OSError, RecordError):
         return False
     # The very test load_axis applies: a record the table shows as missing must not be skipped as done.
-    record, _problem = _planned_record(path, axis, {"arm": arm, "run_id": run_id, "seed": seed})
-    return record is not None and record["status"] == "done"
+    record, _problem = _planned_record(path, axis, PlannedRun(run_id, arm, seed))
+    return record is not None and record.done
 
 
 def newer_schema(path: StrPath) -> int | None:
@@ -132,24 +115,20 @@ def newer_schema(path: StrPath) -> int | None:
 def write_plan(
     results_dir: StrPath, axis: str, ablation: dict[str, Any], runs: list[dict[str, Any]]
 ) -> Path:
-    """Check the plan of ablation `axis` and write it atomically to runs/<axis>/plan.json."""
+    """Check the plan of ablation `axis` (its `ablation` object and planned runs as plain data, as the sweep
+    builds them) and write it atomically to runs/<axis>/plan.json."""
     path = plan_path(results_dir, axis)
-    plan = {"schema_version": SCHEMA_VERSION, "ablation": ablation, "runs": runs}
-    _check_plan(plan, axis, str(path))
-    return atomic_write_text(path, _to_json(plan, path))
+    plan = _checked_plan({"schema_version": SCHEMA_VERSION, "ablation": ablation, "runs": runs}, axis, path)
+    return atomic_write_text(path, plan.to_json())
 
 
-def read_plan(results_dir: StrPath, axis: str) -> dict[str, Any]:
+def read_plan(results_dir: StrPath, axis: str) -> Plan:
     """Read and check the plan of ablation `axis`."""
     path = plan_path(results_dir, axis)
-    plan = _read_json_object(path)
-    _check_plan(plan, axis, str(path))
-    return plan
+    return _checked_plan(_read_json_object(path), axis, path)
 
 
-def load_axis(
-    results_dir: StrPath, axis: str
-) -> tuple[dict[str, Any], list[dict[str, Any]], list[str]]:
+def load_axis(results_dir: StrPath, axis: str) -> tuple[Plan, list[RunRecord], list[str]]:
     """The plan of `axis`, one record (or a "missing" stand-in) per planned run, and warnings.
 
     A record that cannot be used (unreadable, truncated, another schema version, another run's
@@ -159,10 +138,10 @@ def load_axis(
     root = Path(results_dir)
     plan = read_plan(root, axis)
     warnings: list[str] = []
-    runs: list[dict[str, Any]] = []
+    runs: list[RunRecord] = []
     planned: dict[Path, int] = {}
-    for run in plan["runs"]:
-        path = record_path(root, axis, run["arm"], run["run_id"])
+    for run in plan.runs:
+        path = record_path(root, axis, run.arm, run.run_id)
         planned[path] = len(runs)
         record, problem = _planned_record(path, axis, run)
         if problem:
@@ -187,19 +166,14 @@ def load_axis(
             continue
         problem = f"{others} has the same run_id and a different config; cannot tell which is right"
         warnings.append(f"{where}: {problem}; treated as missing")
-        runs[index] = missing_record(axis, plan["runs"][index], problem)
+        runs[index] = missing_record(axis, plan.runs[index], problem)
     # Warnings follow the files, not the order the plan happens to list its runs in.
     return plan, runs, sorted(warnings)
 
 
-def missing_record(axis: str, run: dict[str, Any], problem: str | None = None) -> dict[str, Any]:
+def missing_record(axis: str, run: PlannedRun, problem: str | None = None) -> RunRecord:
     """A stand-in record for a planned run that has no usable record (`problem` says why, if it has one)."""
-    return {
-        "schema_version": SCHEMA_VERSION, "run_id": run["run_id"],
-        "ablation": {"name": axis, "arm": run["arm"]}, "seed": run["seed"], "status": "missing",
-        "config": {}, "metrics": {}, "cost": {}, "provenance": {},
-        "error": None if problem is None else {"type": "record skipped", "message": problem},
-    }
+    return RunRecord.missing(axis, run.arm, run.run_id, run.seed, problem)
 
 
 def loss_log_path(record_file: StrPath) -> Path:
@@ -207,16 +181,16 @@ def loss_log_path(record_file: StrPath) -> Path:
     return Path(record_file).with_suffix(".metrics.csv")
 
 
-def run_sort_key(run: dict[str, Any]) -> tuple[bool, int, str, str]:
+def run_sort_key(run: RunRecord) -> tuple[bool, int, str, str]:
     """Order of runs within an arm: integer seeds numerically, then anything else, then run_id."""
-    seed = run.get("seed")
+    seed = run.seed
     is_int = isinstance(seed, int) and not isinstance(seed, bool)
-    return not is_int, seed if is_int else 0, str(seed), str(run.get("run_id"))
+    return not is_int, seed if is_int else 0, str(seed), str(run.run_id)
 
 
 def _planned_record(
-    path: Path, axis: str, run: dict[str, Any]
-) -> tuple[dict[str, Any] | None, str | None]:
+    path: Path, axis: str, run: PlannedRun
+) -> tuple[RunRecord | None, str | None]:
     """The record of one planned run and, when it cannot be used, why."""
     if not path.exists():
         return None, None
@@ -227,8 +201,8 @@ def _planned_record(
         record = read_record(path)
     except (OSError, RecordError) as exc:
         return None, f"unreadable ({_problem_only(exc, path)})"
-    claimed = (record["ablation"]["name"], record["ablation"]["arm"], record["run_id"], record["seed"])
-    expected = (axis, run["arm"], run["run_id"], run["seed"])
+    claimed = (record.ablation.name, record.arm, record.run_id, record.seed)
+    expected = (axis, run.arm, run.run_id, run.seed)
     if claimed != expected:
         return None, f"record says (axis, arm, run_id, seed) = {claimed}, plan says {expected}"
     return record, None
@@ -241,14 +215,6 @@ def _problem_only(exc: Exception, path: Path) -> str:
     return text[len(prefix):] if text.startswith(prefix) else text
 
 
-def _to_json(obj: dict[str, Any], path: Path) -> str:
-    """Canonical JSON text of `obj`: sorted keys, so the same content gives the same bytes."""
-    try:
-        return json.dumps(obj, sort_keys=True, indent=2) + "\n"
-    except (TypeError, ValueError) as exc:
-        raise RecordError(f"{path}: not JSON-serialisable: {exc}") from exc
-
-
 def _read_json_object(path: StrPath) -> dict[str, Any]:
     """Parse `path` as a JSON object with the current schema version."""
     try:
@@ -257,63 +223,38 @@ def _read_json_object(path: StrPath) -> dict[str, Any]:
         raise RecordError(f"{path}: invalid JSON: {exc}") from exc
     if not isinstance(obj, dict):
         raise RecordError(f"{path}: expected a JSON object, got {type(obj).__name__}")
-    if obj.get("schema_version") != SCHEMA_VERSION:
-        raise RecordError(
-            f"{path}: schema_version is {obj.get('schema_version')!r}, expected {SCHEMA_VERSION}"
-        )
+    version = obj.get("schema_version")
+    if isinstance(version, int) and version < SCHEMA_VERSION:
+        raise RecordError(f"{path}: schema_version is {version}, older than this vlmlab's {SCHEMA_VERSION}; "
+                          "`vlmlab migrate` upgrades the results directory")
+    if version != SCHEMA_VERSION:
+        raise RecordError(f"{path}: schema_version is {version!r}, expected {SCHEMA_VERSION}")
     return obj
 
 
-def _check_record(record: Any, where: str) -> None:
-    """Raise RecordError unless `record` has every key, a known status and a usable identity."""
-    if not isinstance(record, dict):
-        raise RecordError(f"{where}: expected a dict, got {type(record).__name__}")
-    _require(record, RECORD_KEYS, where, "")
-    if record["schema_version"] != SCHEMA_VERSION:
-        raise RecordError(f"{where}: schema_version must be {SCHEMA_VERSION}")
-    if record["status"] not in STATUSES:
-        raise RecordError(f"{where}: status {record['status']!r} is not one of {STATUSES}")
-    if not isinstance(record["ablation"], dict):
-        raise RecordError(f"{where}: ablation must be an object with name and arm")
-    _require(record["ablation"], ("name", "arm"), where, "ablation.")
-    if not isinstance(record["metrics"], dict):
-        raise RecordError(f"{where}: metrics must be an object of task -> score")
-    if not isinstance(record["cost"], dict):
-        raise RecordError(f"{where}: cost must be an object")
-
-
-def _check_plan(plan: Any, axis: str, where: str) -> None:
-    """Raise RecordError unless `plan` is a consistent plan of ablation `axis`."""
-    _require(plan, ("schema_version", "ablation", "runs"), where, "")
-    ablation = plan["ablation"]
-    if not isinstance(ablation, dict):
-        raise RecordError(f"{where}: ablation must be an object")
-    _require(ablation, PLAN_ABLATION_KEYS, where, "ablation.")
-    if ablation["name"] != axis:
-        raise RecordError(f"{where}: ablation.name is {ablation['name']!r}, expected {axis!r}")
-    arms, metrics = list(ablation["arms"]), list(ablation["metrics"])
-    if ablation["control"] not in arms:
-        raise RecordError(f"{where}: ablation.control {ablation['control']!r} is not in arms {arms}")
+def _checked_plan(data: dict[str, Any], axis: str, path: Path) -> Plan:
+    """`data` as the Plan of ablation `axis`; RecordError naming `path` and the key unless it is consistent."""
+    try:
+        plan = Plan.from_dict(data)
+    except RecordError as exc:
+        raise RecordError(f"{path}: {exc}") from None
+    ablation = plan.ablation
+    if ablation.name != axis:
+        raise RecordError(f"{path}: ablation.name is {ablation.name!r}, expected {axis!r}")
+    arms, metrics = list(ablation.arms), list(ablation.metrics)
+    if ablation.control not in arms:
+        raise RecordError(f"{path}: ablation.control {ablation.control!r} is not in arms {arms}")
     # Metric names become CSV column prefixes; a duplicate or "avg" would collide there.
     if len(set(metrics)) != len(metrics) or "avg" in metrics or len(set(arms)) != len(arms):
-        raise RecordError(f"{where}: arms and metrics must be unique, and no metric may be 'avg'")
+        raise RecordError(f"{path}: arms and metrics must be unique, and no metric may be 'avg'")
     seen: set[str] = set()
-    for i, run in enumerate(plan["runs"]):
-        _require(run, PLAN_RUN_KEYS, where, f"runs[{i}].")
-        if run["arm"] not in arms:
-            raise RecordError(f"{where}: runs[{i}].arm {run['arm']!r} is not in arms {arms}")
-        if run["run_id"] in seen:
-            raise RecordError(f"{where}: runs[{i}].run_id {run['run_id']!r} is planned twice")
-        seen.add(run["run_id"])
-
-
-def _require(obj: Any, keys: tuple[str, ...], where: str, prefix: str) -> None:
-    """Raise RecordError naming the first of `keys` missing from `obj`."""
-    if not isinstance(obj, dict):
-        raise RecordError(f"{where}: {prefix.rstrip('.') or 'value'} must be an object")
-    for key in keys:
-        if key not in obj:
-            raise RecordError(f"{where}: missing required key '{prefix}{key}'")
+    for i, run in enumerate(plan.runs):
+        if run.arm not in arms:
+            raise RecordError(f"{path}: runs[{i}].arm {run.arm!r} is not in arms {arms}")
+        if run.run_id in seen:
+            raise RecordError(f"{path}: runs[{i}].run_id {run.run_id!r} is planned twice")
+        seen.add(run.run_id)
+    return plan
 
 
 def _check_path_part(what: str, part: str) -> None:

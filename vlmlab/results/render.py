@@ -16,23 +16,16 @@ from typing import Any
 
 import pandas as pd
 
+from vlmlab.results.columns import (
+    MINUS, UNKNOWN, caption_sentences, csv_columns, human_count, human_flops, number, table_columns,
+)
 from vlmlab.results.provenance import provenance_lines
 from vlmlab.results.records import run_sort_key
 from vlmlab.results.stats import ALPHA, t_ppf
+from vlmlab.run_record import Plan, PlannedAblation, RunRecord
 
-MINUS = "\u2212"  # a real minus sign, the width of "+", so columns of deltas line up
-UNKNOWN = "\u2013"  # en dash: a value that no finished run reports
+__all__ = ["human_count", "human_flops"]  # re-exported: the cells of counts are part of what renders a table
 MARK = "*"
-COST_HEADERS = ("params", "trainable", "visual tokens", "train FLOPs", "infer FLOPs", "train s", "samples/s", "peak MB",
-                "seeds")
-# Token columns that appear only when some arm's value differs from its visual tokens per image.
-OPTIONAL_TOKENS = (("LM tokens", "sequence_tokens_per_image"), ("eval tokens", "visual_tokens_per_image_eval"))
-# What the peak memory of a record means, by its `peak_memory_kind` (vlmlab.train.memory).
-MEMORY_MEANINGS = {
-    "cuda_allocated": "the peak of CUDA memory held by tensors during training (weights and optimizer state included)",
-    "cpu_rss_delta": "how much the process's resident memory grew during training (peak minus start, sampled every "
-                     "20 ms: a CPU has no allocator peak; an indicator, not an exact figure)",
-}
 # Summary columns of the values `vlmlab tune` chose per arm (tuned:<config key>), shown after Avg. when present.
 TUNED_PREFIX = "tuned:"
 TUNED_HEADERS = {"optim.lr_scale": "lr ×"}
@@ -54,15 +47,15 @@ MARKDOWN = Style(text=lambda s: s.replace("|", "\\|"), bold=lambda s: f"**{s}**"
 
 
 def markdown_from_summary(
-    plan: dict[str, Any], summary: pd.DataFrame, runs: list[dict[str, Any]]
+    plan: Plan, summary: pd.DataFrame, runs: list[RunRecord]
 ) -> str:
     """Heading, question, caption, tables and the list of runs without a result, as Markdown."""
-    ablation = plan["ablation"]
-    blocks = [f"## {ablation['name']}"]
-    if ablation.get("question"):
-        blocks.append(str(ablation["question"]).strip())
-    if ablation.get("paper_table"):
-        blocks.append(f"Mirrors {ablation['paper_table']} of the Idefics2 paper.")
+    ablation = plan.ablation
+    blocks = [f"## {ablation.name}"]
+    if ablation.question:
+        blocks.append(str(ablation.question).strip())
+    if ablation.paper_table:
+        blocks.append(f"Mirrors {ablation.paper_table} of the Idefics2 paper.")
     blocks.append(caption(ablation, summary))
     header, rows = table_cells(ablation, summary, MARKDOWN)
     blocks.append(_markdown_table(header, rows))
@@ -70,7 +63,7 @@ def markdown_from_summary(
         blocks.append("95% confidence interval of each mean over seeds (Student t, n − 1 df; none "
                       "from one seed) and p of the paired t-test of Δ against the control:")
         blocks.append(_markdown_table(*_interval_cells(ablation, summary)))
-    failures = failure_lines(ablation["arms"], runs)
+    failures = failure_lines(ablation.arms, runs)
     if failures:
         blocks.append("Runs without a result:\n\n" + "\n".join(failures))
     if footer := provenance_lines(runs):
@@ -78,97 +71,53 @@ def markdown_from_summary(
     return "\n\n".join(blocks) + "\n"
 
 
-def csv_from_summary(plan: dict[str, Any], summary: pd.DataFrame) -> str:
+def csv_from_summary(plan: Plan, summary: pd.DataFrame) -> str:
     """One CSV row per arm with counts, statistics and test per metric and Avg., and costs."""
     columns = ["arm", "is_control", "n_planned", "n_done", "n_failed"]
     frame = summary.copy()
-    for key in [*plan["ablation"]["metrics"], "avg"]:
+    for key in [*plan.ablation.metrics, "avg"]:
         columns += [f"{key}_{part}" for part in ("mean", "std", "ci_low", "ci_high", "delta", "p", "n_paired")]
         # p-values span orders of magnitude: six significant digits, not four decimals.
         frame[f"{key}_p"] = [("" if pd.isna(p) else f"{p:.6g}") for p in frame[f"{key}_p"]]
     for _, column in tuned_columns(summary):  # learning rates span orders of magnitude too
         columns.append(column)
         frame[column] = [tuned_text(value, "", ".6g") for value in frame[column]]
-    columns += ["params_total", "params_trainable", "visual_tokens_per_image", "sequence_tokens_per_image",
-                "visual_tokens_per_image_eval", "train_seconds_mean", "train_flops", "inference_flops_per_sample",
-                "train_samples_per_second_mean", "peak_memory_mb_mean", "peak_memory_kind"]
+    columns += csv_columns(summary)
     return frame[columns].to_csv(
         index=False, float_format="%.4f", lineterminator="\n", na_rep=""
     )
 
 
-def _scaled(value: Any, units: tuple[str, ...]) -> str:
-    """`value` to three significant digits with the first of `units` (powers of 1000) that keeps it below 1000."""
-    if pd.isna(value):
-        return UNKNOWN
-    count = int(value)
-    if abs(count) < 1000:
-        return str(count)
-    for power, unit in enumerate(units[:-1], start=1):
-        text = f"{count / 1000**power:.3g}"
-        # 999,999 rounds to "1e+03" thousand: that is 1M, so let the next unit print it.
-        if abs(float(text)) < 1000:
-            return text + unit
-    return f"{count / 1000**len(units):.3g}{units[-1]}"
-
-
-def human_count(value: Any) -> str:
-    """A parameter count the way papers print it: 5M, 740M, 1.02M, 8.3B."""
-    return _scaled(value, ("K", "M", "B", "T"))
-
-
-def human_flops(value: Any) -> str:
-    """A FLOP count with SI prefixes: 340G, 1.2T, 6.31P."""
-    return _scaled(value, ("K", "M", "G", "T", "P", "E"))
-
-
-def caption(ablation: dict[str, Any], summary: pd.DataFrame) -> str:
+def caption(ablation: PlannedAblation, summary: pd.DataFrame) -> str:
     """What the numbers, the bold, the parentheses and the marker mean, and which test gave it."""
-    seeds = list(ablation["seeds"])
-    n_metrics = len(ablation["metrics"])
+    seeds = list(ablation.seeds)
+    n_metrics = len(ablation.metrics)
     plural = "" if len(seeds) == 1 else "s"
     lines = [
         f"Mean ± std over {len(seeds)} seed{plural} ({', '.join(map(str, seeds))}); std is the "
         "sample std, left out where only one seed finished.",
         f"Avg. is each run's plain mean over its {n_metrics} scores, then mean ± std over seeds.",
         "Bold: the best mean of each column (higher is better).",
-        f"In parentheses: Δ, the arm's mean minus the control arm's ({ablation['control']}), in points.",
+        f"In parentheses: Δ, the arm's mean minus the control arm's ({ablation.control}), in points.",
         *_test_sentences(ablation, summary),
-        "params / trainable: total and trainable parameters; visual tokens: per image; "
-        "train FLOPs: the run's training compute, counted from the model's shapes (matrix products and attention, "
-        "a multiply-add being 2 FLOPs; forward plus a backward only where weights train or gradients must pass; "
-        "padding and the optimizer left out) per sample, times the samples seen; infer FLOPs: forward FLOPs per evaluation sample (image encoding, prefill "
-        "and greedy decoding with the KV cache); train s: mean training time in seconds; samples/s: training "
-        f"samples per second; peak MB: {_memory_meaning(summary)}; seeds: finished/planned.",
     ]
-    meaning = {"LM tokens": "LM tokens: tokens an image takes in the language model's sequence (1 under "
-                            "cross-attention, whose blocks attend to the visual tokens)",
-               "eval tokens": "eval tokens: visual tokens per image at evaluation (image splitting at inference)"}
-    lines += [meaning[header] + "." for header, _ in _optional_token_columns(summary)]
+    shared, own = caption_sentences(summary)
+    lines += [f"{shared}; seeds: finished/planned.", *own]
     if tuned := tuned_columns(summary):
         lr = f"{TUNED_PREFIX}optim.lr_scale"
         named = [f"{header} (optim.lr_scale, the multiplier of every learning rate)" if column == lr else header
                  for header, column in tuned]
         lines.append(f"{', '.join(named)}: the value{'s' if len(tuned) > 1 else ''} each arm trained at, tuned per "
-                     f"arm by vlmlab tune (lowest validation loss of short runs; results/tuning/{ablation['name']}/).")
+                     f"arm by vlmlab tune (lowest validation loss of short runs; results/tuning/{ablation.name}/).")
     control = summary[summary["is_control"]].iloc[0]
     if control["n_done"] == 0:
         lines.append(f"The control arm has no finished run ({control['status']}), so no Δ is given.")
     return " ".join(lines)
 
 
-def _memory_meaning(summary: pd.DataFrame) -> str:
-    """What the peak MB column measures on the devices these records ran on."""
-    kinds = sorted({kind for cell in summary["peak_memory_kind"].dropna() for kind in str(cell).split(", ")})
-    if not kinds:
-        return "peak memory in training (not in these records)"
-    meanings = " or ".join(MEMORY_MEANINGS.get(kind, kind) for kind in kinds)
-    return meanings + (", depending on the run's device" if len(kinds) > 1 else "")
-
-
-def _test_sentences(ablation: dict[str, Any], summary: pd.DataFrame) -> list[str]:
+def _test_sentences(ablation: PlannedAblation, summary: pd.DataFrame) -> list[str]:
     """Which test marks a Δ, on how many seeds, and where there was none."""
-    keys = [*ablation["metrics"], "avg"]
+    keys = [*ablation.metrics, "avg"]
     compared = summary[~summary["is_control"] & (summary["n_done"] > 0)]
     control_done = bool(summary.loc[summary["is_control"], "n_done"].iloc[0])
     if compared.empty or not control_done:
@@ -200,19 +149,19 @@ def _test_sentences(ablation: dict[str, Any], summary: pd.DataFrame) -> list[str
 
 
 def table_cells(
-    ablation: dict[str, Any], summary: pd.DataFrame, style: Style
+    ablation: PlannedAblation, summary: pd.DataFrame, style: Style
 ) -> tuple[list[str], list[list[str]]]:
     """Header and one row of cells per arm of the main table, written in `style`."""
-    keys = [*ablation["metrics"], "avg"]
-    extra = _optional_token_columns(summary)
+    keys = [*ablation.metrics, "avg"]
     tuned = tuned_columns(summary)
-    costs = [*COST_HEADERS[:3], *(header for header, _ in extra), *COST_HEADERS[3:]]
-    header = [style.text(h) for h in (ablation["name"], *ablation["metrics"], "Avg.", *(h for h, _ in tuned), *costs)]
+    costs = table_columns(summary)
+    header = [style.text(h) for h in (ablation.name, *ablation.metrics, "Avg.", *(h for h, _ in tuned),
+                                      *(c.header for c in costs), "seeds")]
     rows = []
     for _, row in summary.iterrows():
         name = f"{row['arm']} (control)" if row["is_control"] else row["arm"]
-        cells = [tuned_text(row[column]) for _, column in tuned] + _cost_cells(row)
-        cells[len(tuned) + 3:len(tuned) + 3] = [_count(row[key]) for _, key in extra]
+        cells = [*(tuned_text(row[column]) for _, column in tuned), *(c.cell(row[c.name]) for c in costs),
+                 _seeds_cell(row)]
         rows.append([style.text(name), *(_score_cell(row, key, style) for key in keys),
                      *(style.text(cell) for cell in cells)])
     return header, rows
@@ -229,10 +178,10 @@ def _line(cells: list[str]) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
-def _interval_cells(ablation: dict[str, Any], summary: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+def _interval_cells(ablation: PlannedAblation, summary: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the Markdown table of 95% intervals and paired-test p-values."""
-    keys = [*ablation["metrics"], "avg"]
-    header = [MARKDOWN.text(h) for h in (ablation["name"], *ablation["metrics"], "Avg.")]
+    keys = [*ablation.metrics, "avg"]
+    header = [MARKDOWN.text(h) for h in (ablation.name, *ablation.metrics, "Avg.")]
     rows = []
     for _, row in summary.iterrows():
         name = f"{row['arm']} (control)" if row["is_control"] else row["arm"]
@@ -245,7 +194,7 @@ def _interval_cell(row: pd.Series, key: str) -> str:
     if row["n_done"] == 0:
         return str(row["status"])
     low, high, p = row[f"{key}_ci_low"], row[f"{key}_ci_high"], row[f"{key}_p"]
-    parts = [UNKNOWN if pd.isna(low) else f"[{_number(low)}, {_number(high)}]"]
+    parts = [UNKNOWN if pd.isna(low) else f"[{number(low)}, {number(high)}]"]
     if row[f"{key}_zero_spread"]:
         parts.append("no test (same Δ in every seed)")  # t = ±inf: the test's degenerate case
     elif not pd.isna(p):
@@ -262,21 +211,14 @@ def _score_cell(row: pd.Series, key: str, style: Style) -> str:
     mean, std = row[f"{key}_mean"], row[f"{key}_std"]
     if pd.isna(mean):
         return style.text(UNKNOWN)
-    text = _number(mean, style.minus)
+    text = number(mean, style.minus)
     text = style.bold(text) if row[f"{key}_best"] else text
     if not pd.isna(std):
-        text += style.plus_minus + _number(std, style.minus)
+        text += style.plus_minus + number(std, style.minus)
     delta = row[f"{key}_delta"]
     if not pd.isna(delta):
         text += f" ({_signed(delta, style.minus)})" + (style.mark if row[f"{key}_marked"] else "")
     return text
-
-
-def _optional_token_columns(summary: pd.DataFrame) -> list[tuple[str, str]]:
-    """The (header, key) of each optional token column whose values differ from the visual tokens somewhere."""
-    visual = summary["visual_tokens_per_image"]
-    return [(header, key) for header, key in OPTIONAL_TOKENS
-            if key in summary and ((summary[key] != visual) & summary[key].notna()).any()]
 
 
 def tuned_columns(summary: pd.DataFrame) -> list[tuple[str, str]]:
@@ -294,25 +236,6 @@ def tuned_text(value: Any, unknown: str = UNKNOWN, spec: str = ".3g") -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
-def _count(value: Any) -> str:
-    """An integer cell, or the unknown mark."""
-    return UNKNOWN if pd.isna(value) else str(int(value))
-
-
-def _cost_cells(row: pd.Series) -> list[str]:
-    """The cells of COST_HEADERS for one arm (the optional token columns go in after visual tokens)."""
-    return [
-        human_count(row["params_total"]),
-        human_count(row["params_trainable"]),
-        _count(row["visual_tokens_per_image"]),
-        human_flops(row["train_flops"]),
-        human_flops(row["inference_flops_per_sample"]),
-        *(UNKNOWN if pd.isna(row[key]) else _number(row[key])
-          for key in ("train_seconds_mean", "train_samples_per_second_mean", "peak_memory_mb_mean")),
-        _seeds_cell(row),
-    ]
-
-
 def _seeds_cell(row: pd.Series) -> str:
     """`done/planned`, plus how many of the rest failed, diverged or are missing."""
     others = {
@@ -325,11 +248,6 @@ def _seeds_cell(row: pd.Series) -> str:
     return f"{text} ({', '.join(notes)})" if notes else text
 
 
-def _number(value: float, minus: str = MINUS) -> str:
-    """One decimal, with a real minus sign."""
-    return f"{value:.1f}".replace("-", minus)
-
-
 def _signed(value: float, minus: str = MINUS) -> str:
     """One decimal with an explicit sign; a delta that rounds to zero gets none."""
     text = f"{value:+.1f}"
@@ -338,27 +256,21 @@ def _signed(value: float, minus: str = MINUS) -> str:
     return text.replace("-", minus)
 
 
-def failure_lines(arms: list[str], runs: list[dict[str, Any]]) -> list[str]:
+def failure_lines(arms: list[str], runs: list[RunRecord]) -> list[str]:
     """`- <arm> seed <s> (<run_id>): <error>` for every planned run that did not finish."""
     order = {arm: i for i, arm in enumerate(arms)}
-    unfinished = [
-        run for run in runs
-        if run["status"] != "done" and run.get("ablation", {}).get("arm") in order
-    ]
-    unfinished.sort(key=lambda run: (order[run["ablation"]["arm"]], run_sort_key(run)))
-    return [
-        f"- {run['ablation']['arm']} seed {run['seed']} ({run['run_id']}): {_what_went_wrong(run)}"
-        for run in unfinished
-    ]
+    unfinished = [run for run in runs if not run.done and run.arm in order]
+    unfinished.sort(key=lambda run: (order[run.arm], run_sort_key(run)))
+    return [f"- {run.arm} seed {run.seed} ({run.run_id}): {_what_went_wrong(run)}" for run in unfinished]
 
 
-def _what_went_wrong(run: dict[str, Any]) -> str:
+def _what_went_wrong(run: RunRecord) -> str:
     """`<error type>: <first line of message>`, or the status when there is no error."""
-    error = run.get("error")
-    if run["status"] == "missing":
-        return f"record skipped: {error['message']}" if isinstance(error, dict) else "missing (no record)"
-    if not isinstance(error, dict):
-        return str(run["status"])
-    kind = str(error.get("type") or run["status"])
-    lines = str(error.get("message") or "").strip().splitlines()
+    error = run.error
+    if run.status == "missing":
+        return f"record skipped: {error.message}" if error is not None else "missing (no record)"
+    if error is None:
+        return str(run.status)
+    kind = str(error.type or run.status)
+    lines = str(error.message or "").strip().splitlines()
     return f"{kind}: {lines[0]}" if lines else kind

@@ -31,36 +31,27 @@ from vlmlab.results.records import (
     record_path,
     run_sort_key,
 )
+from vlmlab.results.columns import COST_COLUMNS
 from vlmlab.results.latex import latex_from_summary
 from vlmlab.results.render import TUNED_PREFIX, csv_from_summary, markdown_from_summary
 from vlmlab.results.stats import ALPHA, best_flags, describe, paired_by_seed
+from vlmlab.run_record import Plan, PlannedAblation, RunRecord
 
 log = logging.getLogger(__name__)
 
-COST_KEYS = (
-    "params_total", "params_trainable", "visual_tokens_per_image",
-    # Tokens the image takes in the LM sequence (1 under cross-attention), and visual tokens at evaluation
-    # (more with image splitting at inference): shown only in tables where they differ from visual tokens.
-    "sequence_tokens_per_image", "visual_tokens_per_image_eval",
-)
-# Training compute of the run and forward compute per evaluation sample, as whole FLOPs: the mean over the
-# arm's done runs (training FLOPs match across seeds; inference FLOPs follow the lengths of the answers).
-FLOP_KEYS = ("train_flops", "inference_flops_per_sample")
-# Measurements that vary from run to run: the mean over the arm's done runs, as `<key>_mean`.
-MEASURED_KEYS = ("train_seconds", "train_samples_per_second", "peak_memory_mb")
 # Scores of one arm: per metric (and "avg"), the (seed, score) of each done run in run order.
 Scores = dict[str, list[tuple[str, float]]]
 
 
-def summarise(plan: dict[str, Any], runs: list[dict[str, Any]]) -> pd.DataFrame:
+def summarise(plan: Plan, runs: list[RunRecord]) -> pd.DataFrame:
     """One row per arm, in plan order: run counts, statistics and tests per metric and Avg., costs."""
-    ablation = plan["ablation"]
-    metrics = list(ablation["metrics"])
-    by_arm = _runs_by_arm(runs, ablation["arms"])
+    ablation = plan.ablation
+    metrics = list(ablation.metrics)
+    by_arm = _runs_by_arm(runs, ablation.arms)
     scores = {arm: _arm_scores(arm_runs, metrics) for arm, arm_runs in by_arm.items()}
-    control = scores[ablation["control"]]
+    control = scores[ablation.control]
     rows = [
-        _row(arm, arm == ablation["control"], arm_runs, scores[arm], control, metrics)
+        _row(arm, arm == ablation.control, arm_runs, scores[arm], control, metrics)
         for arm, arm_runs in by_arm.items()
     ]
     frame = pd.DataFrame(rows)
@@ -69,20 +60,20 @@ def summarise(plan: dict[str, Any], runs: list[dict[str, Any]]) -> pd.DataFrame:
         frame[f"{key}_best"] = best_flags([float(m) for m in frame[f"{key}_mean"]])
     # Nullable ints: a cost is an integer when known and empty (not 1.0e9 or "nan") when not.
     paired = {f"{key}_n_paired": "Int64" for key in [*metrics, "avg"]}
-    return frame.astype({**{key: "Int64" for key in (*COST_KEYS, *FLOP_KEYS)}, **paired})
+    return frame.astype({**{c.name: "Int64" for c in COST_COLUMNS if c.integer}, **paired})
 
 
-def render_markdown(plan: dict[str, Any], runs: list[dict[str, Any]]) -> str:
+def render_markdown(plan: Plan, runs: list[RunRecord]) -> str:
     """The paper-style Markdown table of one ablation, with heading, caption and failures."""
     return markdown_from_summary(plan, summarise(plan, runs), runs)
 
 
-def render_csv(plan: dict[str, Any], runs: list[dict[str, Any]]) -> str:
+def render_csv(plan: Plan, runs: list[RunRecord]) -> str:
     """The machine-friendly CSV table of one ablation, one row per arm."""
     return csv_from_summary(plan, summarise(plan, runs))
 
 
-def render_latex(plan: dict[str, Any], runs: list[dict[str, Any]]) -> str:
+def render_latex(plan: Plan, runs: list[RunRecord]) -> str:
     """The booktabs LaTeX tabular of one ablation, caption in a comment, for \\input."""
     return latex_from_summary(plan, summarise(plan, runs), runs)
 
@@ -134,7 +125,7 @@ def write_tables(results_dir: StrPath) -> list[Path]:
 
 
 def _renderers(
-    axis: str, plan: dict[str, Any], runs: list[dict[str, Any]], summary: pd.DataFrame,
+    axis: str, plan: Plan, runs: list[RunRecord], summary: pd.DataFrame,
     curves: dict[str, pd.DataFrame],
 ) -> dict[str, Callable[[], bytes]]:
     """File name -> renderer of its bytes, for the five outputs of one axis."""
@@ -150,33 +141,31 @@ def _renderers(
 
 
 def _loss_logs(
-    root: Path, axis: str, plan: dict[str, Any], runs: list[dict[str, Any]]
+    root: Path, axis: str, plan: Plan, runs: list[RunRecord]
 ) -> dict[str, list[Path]]:
     """Per arm (plan order), the CSV logs beside the records of its done runs, in run order."""
-    by_arm = _runs_by_arm(runs, plan["ablation"]["arms"])
+    by_arm = _runs_by_arm(runs, plan.ablation.arms)
     return {
-        arm: [loss_log_path(record_path(root, axis, arm, run["run_id"]))
-              for run in arm_runs if run["status"] == "done"]
+        arm: [loss_log_path(record_path(root, axis, arm, run.run_id)) for run in arm_runs if run.done]
         for arm, arm_runs in by_arm.items()
     }
 
 
-def _runs_by_arm(runs: list[dict[str, Any]], arms: list[str]) -> dict[str, list[dict[str, Any]]]:
+def _runs_by_arm(runs: list[RunRecord], arms: list[str]) -> dict[str, list[RunRecord]]:
     """The runs of each planned arm, sorted; runs of arms outside the plan are dropped."""
-    grouped: dict[str, list[dict[str, Any]]] = {arm: [] for arm in arms}
+    grouped: dict[str, list[RunRecord]] = {arm: [] for arm in arms}
     for run in runs:
-        arm = run.get("ablation", {}).get("arm")
-        if arm in grouped:
-            grouped[arm].append(run)
+        if run.arm in grouped:
+            grouped[run.arm].append(run)
     return {arm: sorted(arm_runs, key=run_sort_key) for arm, arm_runs in grouped.items()}
 
 
-def _arm_scores(runs: list[dict[str, Any]], metrics: list[str]) -> Scores:
+def _arm_scores(runs: list[RunRecord], metrics: list[str]) -> Scores:
     """Per metric and Avg., the (seed, score) of each of the arm's done runs."""
-    done = [run for run in runs if run["status"] == "done"]
-    seeds = [json.dumps(run["seed"], sort_keys=True) for run in done]  # a hashable pairing key
+    done = [run for run in runs if run.done]
+    seeds = [json.dumps(run.seed, sort_keys=True) for run in done]  # a hashable pairing key
     scores = np.array(
-        [[_score(run["metrics"].get(m)) for m in metrics] for run in done], dtype=float
+        [[_score(run.metrics.get(m)) for m in metrics] for run in done], dtype=float
     ).reshape(len(done), len(metrics))
     by_key = {m: list(zip(seeds, scores[:, j].tolist())) for j, m in enumerate(metrics)}
     # The paper's Avg. score: each run's plain mean over the tasks first, then over seeds. A run
@@ -196,13 +185,13 @@ def _score(value: Any) -> float:
 def _row(
     arm: str,
     is_control: bool,
-    runs: list[dict[str, Any]],
+    runs: list[RunRecord],
     scores: Scores,
     control: Scores,
     metrics: list[str],
 ) -> dict[str, Any]:
     """The summary row of one arm."""
-    counts = {s: sum(run["status"] == s for run in runs) for s in ("done", "failed", "diverged")}
+    counts = {s: sum(run.status == s for run in runs) for s in ("done", "failed", "diverged")}
     row: dict[str, Any] = {
         "arm": arm,
         "is_control": is_control,
@@ -221,11 +210,11 @@ def _row(
     return row
 
 
-def _tuned(runs: list[dict[str, Any]]) -> dict[str, Any]:
+def _tuned(runs: list[RunRecord]) -> dict[str, Any]:
     """The values `vlmlab tune` chose for the arm (its records' `ablation.tuned` label), from its first run that
     has them, done runs first; empty when the arm was not tuned."""
-    for run in sorted(runs, key=lambda run: run["status"] != "done"):
-        tuned = ((run.get("config") or {}).get("ablation") or {}).get("tuned")
+    for run in sorted(runs, key=lambda run: not run.done):
+        tuned = (run.config.get("ablation") or {}).get("tuned")
         if isinstance(tuned, dict) and tuned:
             return tuned
     return {}
@@ -274,25 +263,10 @@ def _pairable(scores: list[tuple[str, float]]) -> dict[str, float]:
     return {seed: value for seed, value in scores if counts[seed] == 1 and not np.isnan(value)}
 
 
-def _costs(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Costs from the arm's done runs: sizes from the first (they match across seeds), means of the rest.
+def _costs(runs: list[RunRecord]) -> dict[str, Any]:
+    """The arm's value of every cost column (vlmlab.results.columns), from its done runs.
 
-    A key that older records lack is NaN / None here, an empty cell in the tables.
+    A field that older records lack is NaN / None here, an empty cell in the tables.
     """
-    done = [run.get("cost") or {} for run in runs if run["status"] == "done"]
-    first = done[0] if done else {}
-    costs: dict[str, Any] = {key: _int_or_none(first.get(key)) for key in COST_KEYS}
-    for key in FLOP_KEYS:
-        costs[key] = _int_or_none(describe([_score(cost.get(key)) for cost in done]).mean)
-    for key in MEASURED_KEYS:
-        costs[f"{key}_mean"] = describe([_score(cost.get(key)) for cost in done]).mean
-    # What peak memory means depends on the device: CUDA's allocator peak, or the growth of the CPU process's RSS.
-    costs["peak_memory_kind"] = ", ".join(sorted({str(c["peak_memory_kind"]) for c in done
-                                                   if c.get("peak_memory_kind")})) or None
-    return costs
-
-
-def _int_or_none(value: Any) -> int | None:
-    """An integer cost, or None when it is absent or not a number."""
-    number = _score(value)
-    return None if np.isnan(number) else int(round(number))
+    done = [run.cost for run in runs if run.done]
+    return {column.name: column.value(done) for column in COST_COLUMNS}

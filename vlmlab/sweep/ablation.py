@@ -1,50 +1,27 @@
-"""Ablation specs: one YAML file per design axis, with its question, arms, control, seeds and metrics."""
+"""Ablation specs: one YAML file per design axis, with its question, arms, control, seeds and metrics.
+
+The file's keys and types are the schema of vlmlab.sweep.ablation_schema; the rules that span keys are here.
+"""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
+from vlmlab.sweep.ablation_schema import AblationError, AblationFile, ScaleBlock, read_ablation_file
+from vlmlab.sweep.tune_space import TuneError, TuneSpec, tune_spec
 
-from vlmlab.sweep.tune_space import TuneError, TuneSpec, parse_tune
-
+# AblationError is raised by the schema too; this module is where the rest of vlmlab imports it from.
+__all__ = ["NAME", "AblationError", "AblationSpec", "PlannedRun", "ScaleArms", "ablation_path", "available",
+           "load_ablation"]
 
 # An ablation or arm name is a directory of results/ (and a Hydra override value): one plain path component.
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
-
-
-class AblationError(ValueError):
-    """A bad ablation file or arm; the message names the file and the key."""
-
-
-class DuplicateKeyError(yaml.YAMLError):
-    """A mapping of the YAML file gives the same key twice."""
-
-    def __init__(self, key: Any, line: int, first_line: int) -> None:
-        super().__init__(f"key {key!r} is given twice in one mapping (first at line {first_line})")
-        self.key, self.line, self.first_line = key, line, first_line
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """A SafeLoader that refuses a key given twice in one mapping (plain YAML silently keeps the last one)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        first: dict[Any, int] = {}
-        for key_node, _value in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base` may be overridden on purpose
-                continue
-            key, line = self.construct_object(key_node, deep=True), key_node.start_mark.line + 1
-            try:
-                if key in first:
-                    raise DuplicateKeyError(key, line, first[key])
-                first[key] = line
-            except TypeError:  # an unhashable key: SafeLoader's own error says so below
-                pass
-        return super().construct_mapping(node, deep=deep)
+# What a Hydra override of an arm starts with: `key=`, `+key=`, `++key=`, or `~key` (which deletes the key).
+_OVERRIDE = re.compile(r"(\+{1,2}|~)?[^=\s~+][^=\s]*=|~[^=\s]+$")
 
 
 @dataclass(frozen=True)
@@ -74,8 +51,8 @@ class AblationSpec:
     question: str
     control: str
     arms: dict[str, tuple[str, ...]]
-    seeds: tuple[int, ...]
-    metrics: tuple[str, ...]
+    seeds: tuple[int, ...] | None  # None: the file leaves them to the run config (with_defaults)
+    metrics: tuple[str, ...] | None  # None: the file leaves them to the run config's suite (with_defaults)
     common: tuple[str, ...] = ()
     paper_table: str | None = None
     notes: dict[str, Any] = field(default_factory=dict)
@@ -83,8 +60,20 @@ class AblationSpec:
     scales: dict[str, ScaleArms] = field(default_factory=dict)  # the file's `scales`, by scale name
     scale: str | None = None  # the scale `common` and `arms` are at (None: the tiny default)
 
+    def with_defaults(self, seeds: tuple[int, ...], metrics: tuple[str, ...]) -> AblationSpec:
+        """The spec with `seeds` and `metrics` where its file gives none (vlmlab.sweep.plan takes them from the run
+        config: its `seed`, and the benchmarks of its suite)."""
+        return replace(self, seeds=self.seeds if self.seeds is not None else seeds,
+                       metrics=self.metrics if self.metrics is not None else metrics)
+
+    def _defaults_missing(self, what: str) -> AblationError:
+        return AblationError(f"{self.path}: {what} are left to the run config: plan the sweep (vlmlab.sweep.plan) "
+                             "to take them from it")
+
     def runs(self, extra: tuple[str, ...] = ()) -> list[PlannedRun]:
         """Every (arm, seed) job: common overrides, then the arm's, then the user's `extra`, then the labels."""
+        if self.seeds is None:
+            raise self._defaults_missing("seeds")
         return [
             PlannedRun(arm, seed, (*self.common, *overrides, *extra,
                                    f"seed={seed}", f"ablation.name={self.name}", f"ablation.arm={arm}"))
@@ -112,6 +101,8 @@ class AblationSpec:
 
     def meta(self) -> dict[str, Any]:
         """What the tables need to know of the ablation, stored in results/ beside the records."""
+        if self.seeds is None or self.metrics is None:
+            raise self._defaults_missing("seeds" if self.seeds is None else "metrics")
         meta = {
             "name": self.name, "question": self.question, "paper_table": self.paper_table, "control": self.control,
             "arms": list(self.arms), "metrics": list(self.metrics), "seeds": list(self.seeds),
@@ -126,14 +117,6 @@ def available(ablations_dir: str | Path) -> list[str]:
     return sorted(p.stem for p in Path(ablations_dir).glob("*.yaml"))
 
 
-def _strings(path: Path, key: str, value: Any) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise AblationError(f"{path}: `{key}` must be a list of override strings like 'model/connector=mlp'")
-    return tuple(value)
-
-
 def ablation_path(ablations_dir: str | Path, name: str, must_exist: bool = True) -> Path:
     """The file of ablation `name`; AblationError listing the ablations unless `name` is a plain name (and a file)."""
     # A plain name, not a path: `../x` or `/x` would read (and label results with) a file outside ablations_dir.
@@ -144,100 +127,75 @@ def ablation_path(ablations_dir: str | Path, name: str, must_exist: bool = True)
     return path
 
 
-def _check_arm_names(path: Path, arms: dict[Any, Any]) -> None:
-    """Refuse an arm name that cannot be one directory under results/runs/<axis>/."""
-    for arm in arms:
-        if not isinstance(arm, str) or not NAME.fullmatch(arm):
-            raise AblationError(f"{path}: arms: {arm!r} cannot be an arm name: it names a directory of results, so "
-                                "use letters, digits and _ . + - (starting with a letter or digit), in quotes if "
-                                "YAML would read it as a number")
+def _overrides(path: Path, key: str, overrides: list[str] | None) -> tuple[str, ...]:
+    """`overrides` (None: none), each a Hydra override, not a bare value (`mlp` for `model/connector=mlp`)."""
+    for index, override in enumerate(overrides or ()):
+        if not _OVERRIDE.match(override):
+            raise AblationError(f"{path}: {key}[{index}]: {override!r} is not a Hydra override: write key=value, "
+                                "e.g. model/connector=mlp")
+    return tuple(overrides or ())
 
 
-def _arm_names(path: Path, key: str, value: Any, arms: dict[Any, Any]) -> tuple[str, ...]:
-    """The arm names listed at `key`, each one of the file's arms and given once."""
-    if value is None:
-        return ()
-    if not isinstance(value, list) or len(set(map(str, value))) != len(value):
-        raise AblationError(f"{path}: `{key}` must be a list of distinct arm names")
-    if unknown := [arm for arm in value if arm not in arms]:
+def _distinct(path: Path, key: str, values: list[Any] | None, what: str) -> tuple[Any, ...] | None:
+    """`values` (None stays None), which must list at least one `what`, each once."""
+    if values is None:
+        return None
+    if not values:
+        raise AblationError(f"{path}: {key}: must list at least one {what}")
+    if twice := [value for index, value in enumerate(values) if value in values[:index]]:
+        raise AblationError(f"{path}: {key}: {twice[0]!r} is listed twice")
+    return tuple(values)
+
+
+def _names(path: Path, key: str, names: Iterable[str], what: str) -> None:
+    """Refuse a name that cannot be one directory under results/ (nor a Hydra override value)."""
+    for name in names:
+        if not NAME.fullmatch(name):
+            raise AblationError(f"{path}: {key}: {name!r} cannot be {what}: it names a directory of results, so use "
+                                "letters, digits and _ . + - (starting with a letter or digit)")
+
+
+def _arms_of(path: Path, key: str, names: Iterable[str], arms: dict[str, Any]) -> None:
+    """Refuse a name at `key` that is not one of the file's arms."""
+    if unknown := [name for name in names if name not in arms]:
         raise AblationError(f"{path}: {key}: {unknown[0]!r} is not one of the arms: {', '.join(arms)}")
-    return tuple(value)
 
 
-def _scale_arms(path: Path, scale: Any, block: Any, arms: dict[Any, Any], control: str) -> ScaleArms:
-    """Parse and check one `scales.<scale>` block against the file's arms."""
-    where = f"scales.{scale}"
-    if not isinstance(scale, str) or not NAME.fullmatch(scale):
-        raise AblationError(f"{path}: scales: {scale!r} cannot be a scale name: name an option of conf/scale/")
-    if not isinstance(block, dict):
-        raise AblationError(f"{path}: `{where}` must be a mapping with `common`, `arms` and/or `drop`")
-    if unknown := sorted(set(map(str, block)) - {"common", "arms", "drop"}):
-        raise AblationError(f"{path}: {where}: unknown key(s) {', '.join(unknown)}; a scale has common, arms, drop")
-    by_arm = block.get("arms") or {}
-    if not isinstance(by_arm, dict):
-        raise AblationError(f"{path}: `{where}.arms` must be a mapping of arm name -> list of overrides")
-    _arm_names(path, f"{where}.arms", list(by_arm), arms)
-    drop = _arm_names(path, f"{where}.drop", block.get("drop"), arms)
-    if control in drop:
-        raise AblationError(f"{path}: {where}.drop: the control arm '{control}' cannot be dropped: every other arm "
-                            "is compared with it")
+def _scale(path: Path, scale: str, block: ScaleBlock, file: AblationFile) -> ScaleArms:
+    """One `scales.<scale>` block, checked against the file's arms and control."""
+    where, by_arm = f"scales.{scale}", block.arms or {}
+    _arms_of(path, f"{where}.arms", by_arm, file.arms)
+    drop = _distinct(path, f"{where}.drop", block.drop, "arm") or ()
+    _arms_of(path, f"{where}.drop", drop, file.arms)
+    if file.control in drop:
+        raise AblationError(f"{path}: {where}.drop: the control arm '{file.control}' cannot be dropped: every other "
+                            "arm is compared with it")
     if both := [arm for arm in drop if arm in by_arm]:
         raise AblationError(f"{path}: {where}: arm '{both[0]}' is both dropped and given overrides")
-    return ScaleArms(
-        common=_strings(path, f"{where}.common", block.get("common")), drop=drop,
-        arms={arm: _strings(path, f"{where}.arms.{arm}", overrides) for arm, overrides in by_arm.items()},
-    )
-
-
-def _scales(path: Path, raw: Any, arms: dict[Any, Any], control: str) -> dict[str, ScaleArms]:
-    """The file's `scales`: per scale name, what its arms become there."""
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        raise AblationError(f"{path}: `scales` must be a mapping of scale name (an option of conf/scale/) -> "
-                            "{common, arms, drop}")
-    return {scale: _scale_arms(path, scale, block, arms, control) for scale, block in raw.items()}
+    return ScaleArms(common=_overrides(path, f"{where}.common", block.common), drop=drop,
+                     arms={arm: _overrides(path, f"{where}.arms.{arm}", ovs) for arm, ovs in by_arm.items()})
 
 
 def load_ablation(ablations_dir: str | Path, name: str) -> AblationSpec:
     """Parse and check `ablations_dir/<name>.yaml`."""
     path = ablation_path(ablations_dir, name)
+    file = read_ablation_file(path)
+    if not file.arms:
+        raise AblationError(f"{path}: arms: must name at least one arm (arm name -> list of overrides)")
+    _names(path, "arms", file.arms, "an arm name")
+    if file.control not in file.arms:
+        raise AblationError(f"{path}: control: '{file.control}' is not one of the arms: {', '.join(file.arms)}")
+    seeds = _distinct(path, "seeds", file.seeds, "seed")
     try:
-        raw = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # a SafeLoader: builds plain data only
-    except DuplicateKeyError as err:
-        raise AblationError(f"{path}: line {err.line}: {err}; YAML would keep only the last") from None
-    except yaml.YAMLError as err:
-        raise AblationError(f"{path}: not valid YAML: {err}") from None
-    if not isinstance(raw, dict):
-        raise AblationError(f"{path}: expected a mapping with keys question, control, arms, seeds, metrics")
-    for key in ("question", "control", "arms", "seeds", "metrics"):
-        if key not in raw:
-            raise AblationError(f"{path}: missing key `{key}`")
-    known = {"question", "control", "arms", "seeds", "metrics", "common", "paper_table", "notes", "tune", "scales"}
-    unknown = set(raw) - known
-    if unknown:
-        raise AblationError(f"{path}: unknown key(s) {', '.join(sorted(map(str, unknown)))}")
-    arms = raw["arms"]
-    if not isinstance(arms, dict) or not arms:
-        raise AblationError(f"{path}: `arms` must be a non-empty mapping of arm name -> list of overrides")
-    _check_arm_names(path, arms)
-    if raw["control"] not in arms:
-        raise AblationError(f"{path}: `control` is '{raw['control']}', which is not one of the arms: {', '.join(arms)}")
-    seeds = raw["seeds"]
-    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds) or len(set(seeds)) != len(seeds):
-        raise AblationError(f"{path}: `seeds` must be a non-empty list of distinct integers")
-    metrics = raw["metrics"]
-    if (not isinstance(metrics, list) or not metrics or not all(isinstance(m, str) for m in metrics)
-            or len(set(metrics)) != len(metrics)):
-        raise AblationError(f"{path}: `metrics` must be a non-empty list of distinct benchmark names")
-    try:
-        tune = parse_tune(raw.get("tune"), default_seed=seeds[0])
+        tune = tune_spec(file.tune, default_seed=seeds[0] if seeds else TuneSpec.seed)
     except TuneError as err:
         raise AblationError(f"{path}: {err}") from None
+    scales = file.scales or {}
+    _names(path, "scales", scales, "a scale name (an option of conf/scale/)")
     return AblationSpec(
-        name=name, path=path, question=str(raw["question"]), control=raw["control"],
-        arms={arm: _strings(path, f"arms.{arm}", ovs) for arm, ovs in arms.items()},
-        seeds=tuple(seeds), metrics=tuple(metrics), common=_strings(path, "common", raw.get("common")),
-        paper_table=raw.get("paper_table"), notes=raw.get("notes") or {}, tune=tune,
-        scales=_scales(path, raw.get("scales"), arms, raw["control"]),
+        name=name, path=path, question=file.question, control=file.control,
+        arms={arm: _overrides(path, f"arms.{arm}", overrides) for arm, overrides in file.arms.items()},
+        seeds=seeds, metrics=_distinct(path, "metrics", file.metrics, "benchmark"),
+        common=_overrides(path, "common", file.common), paper_table=file.paper_table, notes=file.notes or {},
+        tune=tune, scales={scale: _scale(path, scale, block, file) for scale, block in scales.items()},
     )

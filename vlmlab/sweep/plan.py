@@ -67,7 +67,8 @@ _RATE = _Rule("a number >= 0", lambda v: _is_number(v) and v >= 0)
 _NUMBERS: dict[str, _Rule] = {
     "trainer.max_steps": _POSITIVE_INT,
     "optim.lr_scale": _Rule("a positive number", lambda v: _is_number(v) and v > 0, optional=True),
-    "optim.warmup_steps": _COUNT,
+    # Optional: a schedule of optim.schedule other than warmup-cosine may have no warmup.
+    "optim.schedule.warmup_steps": _Rule(_COUNT.what, _COUNT.ok, optional=True),
     "optim.weight_decay": _RATE,
     "optim.lr.*": _RATE,
     "data.mixture.*": _RATE,
@@ -209,6 +210,32 @@ def _check_distinct(spec: AblationSpec, job: Job, first: Mapping[str, Job]) -> N
                             f"(run_id {job.run_id}): one would overwrite the other's record")
 
 
+def _compose_arm(spec: AblationSpec, arm: str, overrides: list[str], compose: Compose) -> DictConfig:
+    """The config of `overrides` (one of `arm`'s jobs); AblationError naming the override that does not compose."""
+    try:
+        return compose(overrides)
+    except Exception as err:
+        bad = _offending_override(spec, arm, compose)
+        culprit = f"override '{bad}'" if bad else "overrides"
+        raise AblationError(f"{spec.path}: arm '{arm}': {culprit}: {err}") from None
+
+
+def with_run_defaults(spec: AblationSpec, compose: Compose, extra: tuple[str, ...] = ()) -> AblationSpec:
+    """`spec` with the seeds and metrics its file leaves out taken from its control arm's run config (with `extra`):
+    the run's `seed`, and the benchmarks the suite scores (those of eval.tasks, where it names some)."""
+    if spec.seeds is not None and spec.metrics is not None:
+        return spec
+    where = f"{spec.path}: arm '{spec.control}'"
+    cfg = _compose_arm(spec, spec.control, [*spec.common, *spec.arms[spec.control], *extra], compose)
+    try:
+        if not _is_int(seed := _select(cfg, "seed")):
+            raise ConfigError("seed", "is missing" if seed is _ABSENT else f"must be an integer, got {seed!r}")
+        suite = instantiate_group("data.suite", cfg.data.suite)
+    except ConfigError as err:
+        raise AblationError(f"{where}: {err}") from None
+    return spec.with_defaults(seeds=(seed,), metrics=tuple(cfg.eval.tasks or suite.task_metrics()))
+
+
 def plan_sweep(
     spec: AblationSpec,
     compose: Compose,
@@ -217,24 +244,19 @@ def plan_sweep(
 ) -> list[Job]:
     """Every job of `spec`, composed and checked, each arm with its `tuned` overrides (from `vlmlab tune`) last;
     raises AblationError naming the file, arm and key."""
+    spec = with_run_defaults(spec, compose, extra)
     jobs: list[Job] = []
     checked: set[str] = set()
     by_id: dict[str, Job] = {}
     for run in spec.runs(extra):
         if tuned:
             run = replace(run, overrides=(*run.overrides, *tuned[run.arm]))
-        where = f"{spec.path}: arm '{run.arm}'"
-        try:
-            cfg = compose(list(run.overrides))
-        except Exception as err:
-            bad = _offending_override(spec, run.arm, compose)
-            culprit = f"override '{bad}'" if bad else "overrides"
-            raise AblationError(f"{where}: {culprit}: {err}") from None
+        cfg = _compose_arm(spec, run.arm, list(run.overrides), compose)
         if run.arm not in checked:  # seeds do not change what is built: check each arm once
             try:
                 check_config(cfg)
             except ConfigError as err:
-                raise AblationError(f"{where}: {err}") from None
+                raise AblationError(f"{spec.path}: arm '{run.arm}': {err}") from None
             checked.add(run.arm)
         job = Job(run=run, config=cfg, run_id=run_id(cfg))
         _check_distinct(spec, job, by_id)

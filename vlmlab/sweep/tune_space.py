@@ -3,13 +3,15 @@
 Every key is optional. By default one multiplier of every learning rate, `optim.lr_scale`, is searched
 log-uniformly over [0.1, 10]: 6 trials of 200 training steps on the ablation's first seed. `params` replaces
 that space with its own keys, each a range (`low`, `high`, `log`, `int`) or a list of `choices`.
+The block's keys and types are the schema `TuneBlock`, which OmegaConf checks with the rest of the file
+(vlmlab.sweep.ablation_schema); `tune_spec` checks the values a type cannot describe.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 from vlmlab.sweep.identity import NON_SCIENCE_KEYS
 
@@ -18,8 +20,6 @@ if TYPE_CHECKING:
 
 DEFAULT_TRIALS = 6
 DEFAULT_STEPS = 200
-TUNE_KEYS = ("trials", "steps", "seed", "params")
-PARAM_KEYS = ("low", "high", "log", "int", "choices")
 _DOTTED = re.compile(r"^[A-Za-z_]\w*(\.\w+)*$")
 # Tuning these would change nothing the trials measure (labels, paths) or is the budget itself.
 _UNTUNABLE = ("seed", "trainer.max_steps", "stages", *NON_SCIENCE_KEYS)
@@ -27,7 +27,34 @@ Scalar = str | int | float | bool | None
 
 
 class TuneError(ValueError):
-    """A bad `tune:` block; the message names the key under `tune`."""
+    """A bad `tune:` block; `key` is the dotted key at fault (under `tune`)."""
+
+    def __init__(self, key: str, detail: str) -> None:
+        super().__init__(f"{key}: {detail}")
+        self.key, self.detail = key, detail
+
+
+@dataclass
+class ParamBlock:
+    """Schema of one entry of `tune.params`: a range (`low`, `high`, `log`, `int`) or a list of `choices`."""
+
+    # Any, not float: OmegaConf 2.3 has no int-or-float type, and a float field would turn the bounds of an integer
+    # range (and the space that names a study) into floats. tune_spec checks that they are numbers.
+    low: Any = None
+    high: Any = None
+    log: bool = False
+    choices: Optional[List[Any]] = None
+    int: bool = False  # last: below this line the class body would read `int` as this field
+
+
+@dataclass
+class TuneBlock:
+    """Schema of the `tune:` block."""
+
+    trials: int = DEFAULT_TRIALS
+    steps: int = DEFAULT_STEPS
+    seed: Optional[int] = None  # None: the ablation's first seed
+    params: Optional[Dict[str, ParamBlock]] = None  # None: DEFAULT_PARAMS
 
 
 @dataclass(frozen=True)
@@ -75,7 +102,7 @@ class TuneSpec:
 
     trials: int = DEFAULT_TRIALS
     steps: int = DEFAULT_STEPS
-    seed: int = 0
+    seed: int = 0  # the ablation's first seed; 0 (conf/train.yaml's `seed`) where the file leaves seeds to the run
     params: tuple[Param, ...] = DEFAULT_PARAMS
 
     def space(self) -> dict[str, dict[str, Any]]:
@@ -83,73 +110,57 @@ class TuneSpec:
         return {param.key: param.describe() for param in self.params}
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _positive_int(raw: dict, key: str, default: int) -> int:
-    value = raw.get(key, default)
-    if not _is_int(value) or value <= 0:
-        raise TuneError(f"`tune.{key}` must be a positive integer, got {value!r}")
-    return value
+def _choices(where: str, block: ParamBlock) -> tuple[Scalar, ...]:
+    """The `choices` of a param, checked: distinct scalars, and no range beside them."""
+    ranged = [name for name in ("low", "high") if getattr(block, name) is not None]
+    ranged += [name for name in ("log", "int") if getattr(block, name)]
+    if ranged:
+        raise TuneError(where, f"`choices` cannot be combined with {', '.join(ranged)}")
+    choices = block.choices
+    scalars = all(c is None or isinstance(c, (str, int, float, bool)) for c in choices)
+    if not choices or not scalars or len(set(map(repr, choices))) != len(choices):
+        raise TuneError(f"{where}.choices", "must be a non-empty list of distinct numbers, strings or booleans, "
+                                            f"got {choices!r}")
+    return tuple(choices)
 
 
-def parse_param(key: Any, raw: Any) -> Param:
-    """One entry of `tune.params`, checked; TuneError naming `tune.params.<key>[.<field>]`."""
+def tune_param(key: str, block: ParamBlock) -> Param:
+    """One entry of `tune.params`, its values checked; TuneError naming `tune.params.<key>[.<field>]`."""
     where = f"tune.params.{key}"
-    if not isinstance(key, str) or not _DOTTED.match(key):
-        raise TuneError(f"`{where}`: a key must be a dotted config key like optim.weight_decay")
+    if not _DOTTED.match(key):
+        raise TuneError(where, "a key must be a dotted config key like optim.weight_decay")
     if any(key == bad or key.startswith(f"{bad}.") for bad in _UNTUNABLE):
-        raise TuneError(f"`{where}`: {key} cannot be tuned (a label, a path, the seed or the trial budget)")
-    if not isinstance(raw, dict) or not raw:
-        raise TuneError(f"`{where}` must be a mapping: {{low: .., high: .., log: true}} or {{choices: [..]}}")
-    if unknown := sorted(set(map(str, raw)) - set(PARAM_KEYS)):
-        raise TuneError(f"`{where}.{unknown[0]}`: unknown; a param can set {', '.join(PARAM_KEYS)}")
-    if "choices" in raw:
-        choices = raw["choices"]
-        if set(raw) != {"choices"}:
-            raise TuneError(f"`{where}`: `choices` cannot be combined with {', '.join(sorted(set(raw) - {'choices'}))}")
-        if (not isinstance(choices, list) or not choices or len(set(map(repr, choices))) != len(choices)
-                or not all(c is None or isinstance(c, (str, int, float, bool)) for c in choices)):
-            raise TuneError(f"`{where}.choices` must be a non-empty list of distinct numbers, strings or booleans")
-        return Param(key, choices=tuple(choices))
+        raise TuneError(where, f"{key} cannot be tuned (a label, a path, the seed or the trial budget)")
+    if block.choices is not None:
+        return Param(key, choices=_choices(where, block))
     for bound in ("low", "high"):
-        if bound not in raw:
-            raise TuneError(f"`{where}.{bound}` is missing (or give `choices`)")
-        if not _is_number(raw[bound]):
-            raise TuneError(f"`{where}.{bound}` must be a number, got {raw[bound]!r}")
-    for flag in ("log", "int"):
-        if not isinstance(raw.get(flag, False), bool):
-            raise TuneError(f"`{where}.{flag}` must be true or false, got {raw[flag]!r}")
-    low, high, log, integer = raw["low"], raw["high"], raw.get("log", False), raw.get("int", False)
+        value = getattr(block, bound)
+        if value is None:
+            raise TuneError(f"{where}.{bound}", "is missing (or give `choices`)")
+        if not _is_number(value):
+            raise TuneError(f"{where}.{bound}", f"must be a number, got {value!r}")
+    low, high = block.low, block.high
     if not low < high:
-        raise TuneError(f"`{where}.low` must be below `high`, got low {low} and high {high}")
-    if log and low <= 0:
-        raise TuneError(f"`{where}.low` must be positive on a log scale, got {low}")
-    if integer and not (_is_int(low) and _is_int(high)):
-        raise TuneError(f"`{where}`: with `int: true`, `low` and `high` must be integers, got {low} and {high}")
-    return Param(key, low=low, high=high, log=log, integer=integer)
+        raise TuneError(f"{where}.low", f"must be below `high`, got low {low} and high {high}")
+    if block.log and low <= 0:
+        raise TuneError(f"{where}.low", f"must be positive on a log scale, got {low}")
+    if block.int and not (isinstance(low, int) and isinstance(high, int)):
+        raise TuneError(where, f"with `int: true`, `low` and `high` must be integers, got {low} and {high}")
+    return Param(key, low=low, high=high, log=block.log, integer=block.int)
 
 
-def parse_tune(raw: Any, default_seed: int) -> TuneSpec:
-    """The `tune:` block (None when absent), checked; TuneError naming the key under `tune`."""
-    if raw is None:
-        return TuneSpec(seed=default_seed)
-    if not isinstance(raw, dict):
-        raise TuneError(f"`tune` must be a mapping with any of {', '.join(TUNE_KEYS)}")
-    if unknown := sorted(set(map(str, raw)) - set(TUNE_KEYS)):
-        raise TuneError(f"`tune.{unknown[0]}`: unknown; `tune` can set {', '.join(TUNE_KEYS)}")
-    seed = raw.get("seed", default_seed)
-    if not _is_int(seed):
-        raise TuneError(f"`tune.seed` must be an integer, got {seed!r}")
-    params = DEFAULT_PARAMS
-    if "params" in raw:
-        if not isinstance(raw["params"], dict) or not raw["params"]:
-            raise TuneError("`tune.params` must be a non-empty mapping of config key -> {low, high, log} or {choices}")
-        params = tuple(parse_param(key, spec) for key, spec in raw["params"].items())
-    trials, steps = _positive_int(raw, "trials", DEFAULT_TRIALS), _positive_int(raw, "steps", DEFAULT_STEPS)
-    return TuneSpec(trials=trials, steps=steps, seed=seed, params=params)
+def tune_spec(block: TuneBlock | None, default_seed: int) -> TuneSpec:
+    """The `tune:` block (None when absent) as a TuneSpec, its values checked; TuneError naming the key."""
+    block = block or TuneBlock()
+    for key in ("trials", "steps"):
+        if (value := getattr(block, key)) <= 0:
+            raise TuneError(f"tune.{key}", f"must be a positive integer, got {value}")
+    if block.params is not None and not block.params:
+        raise TuneError("tune.params", "must name at least one config key: {low, high, log} or {choices}")
+    params = DEFAULT_PARAMS if block.params is None else tuple(tune_param(k, v) for k, v in block.params.items())
+    seed = default_seed if block.seed is None else block.seed
+    return TuneSpec(trials=block.trials, steps=block.steps, seed=seed, params=params)

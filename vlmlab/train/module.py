@@ -1,12 +1,12 @@
-"""The LightningModule: answer-token loss, AdamW with a learning rate per component, warmup then cosine decay."""
+"""The LightningModule: answer-token loss, the optimizer and schedule of `optim` with a learning rate per component."""
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import lightning as L
 import torch
+from hydra.utils import instantiate
 from lightning.pytorch.plugins import Precision
 from lightning.pytorch.strategies import FSDPStrategy
 from lightning.pytorch.utilities import GradClipAlgorithmType
@@ -16,18 +16,6 @@ from vlmlab.errors import DivergedError
 from vlmlab.models.build import COMPONENTS
 from vlmlab.models.vlm import VisionLanguageModel
 from vlmlab.train.performance import fused_optimizer
-
-
-def warmup_cosine(warmup_steps: int, total_steps: int, min_ratio: float):
-    """Multiplier of the base learning rate at each step: linear warmup, then cosine down to `min_ratio`."""
-
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
-        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-
-    return factor
 
 
 class VLMTrainingModule(L.LightningModule):
@@ -69,7 +57,7 @@ class VLMTrainingModule(L.LightningModule):
         self.log("val/loss", self.model(**batch).loss, batch_size=batch["input_ids"].shape[0])
 
     def parameter_groups(self) -> list[dict]:
-        """One AdamW group per component and decay class, lr times `optim.lr_scale`; no weight decay on biases, norms."""
+        """One optimizer group per component and decay class, lr times `optim.lr_scale`; no decay on biases, norms."""
         groups = []
         scale = float(self.optim.get("lr_scale", 1.0))  # a config without it (an older record's) means 1
         for name in COMPONENTS:
@@ -116,9 +104,11 @@ class VLMTrainingModule(L.LightningModule):
         else:
             super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
-    def configure_optimizers(self):
-        optimizer = torch.optim.AdamW(self.parameter_groups(), betas=tuple(self.optim.betas), eps=self.optim.eps,
-                                      **fused_optimizer(self.performance, self.device))
-        schedule = warmup_cosine(self.optim.warmup_steps, self.total_steps, self.optim.min_lr_ratio)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    def configure_optimizers(self) -> dict[str, Any]:
+        """The optimizer of `optim.optimizer` over the parameter groups, stepped by `optim.schedule` every step."""
+        # _convert_: plain lists (AdamW's betas) rather than ListConfigs in the optimizer's state and checkpoints.
+        make_optimizer = instantiate(self.optim.optimizer, _convert_="all")
+        optimizer = make_optimizer(self.parameter_groups(), **fused_optimizer(self.performance, self.device,
+                                                                              make_optimizer))
+        scheduler = instantiate(self.optim.schedule, _convert_="all")(optimizer, self.total_steps)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -6,7 +6,8 @@ Where a model is built also belongs here: on the device the process trains on an
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import inspect
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 
 import torch
@@ -72,10 +73,21 @@ def apply_performance(model: nn.Module, performance: DictConfig | None) -> None:
                 module.compile()
 
 
-def fused_optimizer(performance: DictConfig | None, device: torch.device) -> dict[str, bool]:
-    """AdamW's keyword for the fused kernel when `performance.fused_optimizer` asks and the device has it."""
+def fused_optimizer(performance: DictConfig | None, device: torch.device,
+                    optimizer: Callable[..., torch.optim.Optimizer]) -> dict[str, bool]:
+    """The keyword for `optimizer`'s fused kernel when `performance.fused_optimizer` asks and both have one."""
     wanted = bool((performance or {}).get("fused_optimizer"))
-    return {"fused": True} if wanted and device.type == "cuda" else {}
+    # The optimizer's own signature says whether it has a fused kernel (AdamW, SGD do; Adafactor does not), so a
+    # preset that asks for it runs any optimizer, fused where it can be.
+    return {"fused": True} if wanted and device.type == "cuda" and _accepts(optimizer, "fused") else {}
+
+
+def _accepts(function: Callable, keyword: str) -> bool:
+    """Whether `function` (a class, a partial) takes `keyword`."""
+    try:
+        return keyword in inspect.signature(function).parameters
+    except (TypeError, ValueError):  # no signature to read (a builtin): do not guess
+        return False
 
 
 def evaluation_precision(trainer: DictConfig):

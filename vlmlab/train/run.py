@@ -8,6 +8,7 @@ import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 from hydra.utils import instantiate
@@ -22,6 +23,7 @@ from vlmlab.data.tokenizer import IMAGE_TOKEN
 from vlmlab.eval.harness import evaluate, limit_per_task, with_context
 from vlmlab.models.build import build_vlm, count_parameters, instantiate_group
 from vlmlab.models.vlm import VisionLanguageModel
+from vlmlab.run_record import Cost
 from vlmlab.train.budget import Budget
 from vlmlab.train.datamodule import VLMDataModule
 from vlmlab.train.checkpoints import ResumableCheckpoint
@@ -44,7 +46,7 @@ class RunOutcome:
     """What a finished run measured: scores per task in percent, and its cost."""
 
     metrics: dict[str, float]
-    cost: dict[str, float | int]
+    cost: Cost
     predictions: list[dict[str, str]]
     dataset_version: str
     loss_log: str  # CSV: the training and validation losses, every row once, and the test scores
@@ -55,7 +57,7 @@ class ValidationOutcome:
     """What a train-only run (a tuning trial) measured: the final validation loss, and its cost."""
 
     val_loss: float
-    cost: dict[str, float | int]
+    cost: Cost
 
 
 @dataclass
@@ -67,7 +69,7 @@ class _Trained:
     collator: VLMCollator
     images: ImageProcessor
     stages: list[Stage]
-    stage_costs: list[dict]
+    stage_costs: list[Cost]
     loggers: list
     loss_rows: list[Row]
     is_global_zero: bool  # the process that evaluates and reports (the only one, under several processes)
@@ -79,7 +81,7 @@ class _StageResult:
 
     collator: VLMCollator
     images: ImageProcessor
-    cost: dict
+    cost: Cost
     ledger: TrainingLedger
     strategy: L.pytorch.strategies.Strategy
 
@@ -142,50 +144,62 @@ def _train_stage(
     except SIGTERMException:  # Lightning's own SIGTERM exit at an epoch end, between two of our checks
         raise RunInterrupted(signal.SIGTERM) from None
     samples = trainer.global_step * batch
-    measured = {}
+    val_loss = None
     if validate:  # the same validation batches for every trial: a fair, cheap ranking of learning rates
         module = trainer.lightning_module
-        measured["val_loss"] = float(trainer.validate(module, datamodule, verbose=False)[0]["val/loss"])
+        val_loss = float(trainer.validate(module, datamodule, verbose=False)[0]["val/loss"])
     seconds = ledger.seconds
-    return _StageResult(collator, images, measured | count_parameters(model) | {
-        "stage": stage.name,
-        "budget": budget.record(steps),
-        "train_steps": trainer.global_step,
-        "train_seconds": round(seconds, 3),
-        "train_samples_per_second": round(samples / seconds, 2) if seconds > 0 else None,
-        "visual_tokens_per_image": mean_image_tokens(model.visual_tokens, images, train, training=True),
-        "sequence_tokens_per_image": mean_image_tokens(model.sequence_tokens, images, train, training=True),
-        "train_flops_per_sample": round(sample.flops),
-        "train_flops": round(sample.flops * samples),
-        "train_tokens": round(sample.tokens * samples),
-        "train_images": samples,
-        "peak_memory_mb": None if ledger.peak_mb is None else round(ledger.peak_mb, 1),
-        "peak_memory_kind": ledger.peak_kind,
-        "devices": layout.world_size,
-        "micro_batch_size": layout.micro_batch,
-        "accumulation": layout.accumulation,
-        "checkpoint_seconds": round(checkpoints.seconds, 3),
-        "checkpoint_saves": checkpoints.saves,
-        "checkpoint_bytes": checkpoints.bytes,
-    }, ledger, trainer.strategy)
+    return _StageResult(collator, images, Cost(
+        **count_parameters(model),
+        val_loss=val_loss,
+        stage=stage.name,
+        budget=budget.record(steps),
+        train_steps=trainer.global_step,
+        train_seconds=round(seconds, 3),
+        train_samples_per_second=round(samples / seconds, 2) if seconds > 0 else None,
+        visual_tokens_per_image=mean_image_tokens(model.visual_tokens, images, train, training=True),
+        sequence_tokens_per_image=mean_image_tokens(model.sequence_tokens, images, train, training=True),
+        train_flops_per_sample=round(sample.flops),
+        train_flops=round(sample.flops * samples),
+        train_tokens=round(sample.tokens * samples),
+        train_images=samples,
+        peak_memory_mb=None if ledger.peak_mb is None else round(ledger.peak_mb, 1),
+        peak_memory_kind=ledger.peak_kind,
+        devices=layout.world_size,
+        micro_batch_size=layout.micro_batch,
+        accumulation=layout.accumulation,
+        checkpoint_seconds=round(checkpoints.seconds, 3),
+        checkpoint_saves=checkpoints.saves,
+        checkpoint_bytes=checkpoints.bytes,
+    ), ledger, trainer.strategy)
 
 
-def _compute_cost(stage_costs: list[dict]) -> dict:
-    """Training FLOPs, tokens and images summed over stages, and the highest peak memory of any stage."""
-    totals = {key: sum(c[key] for c in stage_costs) for key in ("train_flops", "train_tokens", "train_images")}
-    peaks = [c["peak_memory_mb"] for c in stage_costs if c["peak_memory_mb"] is not None]
-    images = totals["train_images"]
-    return totals | {
-        "train_flops_per_sample": round(totals["train_flops"] / images) if images else None,
-        "peak_memory_mb": max(peaks, default=None),
-        "peak_memory_kind": stage_costs[0]["peak_memory_kind"],
-        "devices": stage_costs[-1]["devices"],
-        "micro_batch_size": stage_costs[-1]["micro_batch_size"],
-        "accumulation": stage_costs[-1]["accumulation"],
-        "checkpoint_seconds": round(sum(c["checkpoint_seconds"] for c in stage_costs), 3),
-        "checkpoint_saves": sum(c["checkpoint_saves"] for c in stage_costs),
-        "checkpoint_bytes": max(c["checkpoint_bytes"] for c in stage_costs),
-    }
+def _run_cost(stage_costs: list[Cost], **measured_after: Any) -> Cost:
+    """The cost of the whole run from its stages' (sizes as the last stage trained; FLOPs, tokens, images, steps,
+    time and checkpoint time summed; the highest peak memory and largest checkpoint), plus what was measured after
+    training."""
+    last = stage_costs[-1]
+    images = sum(c.train_images for c in stage_costs)
+    flops = sum(c.train_flops for c in stage_costs)
+    seconds = sum(c.train_seconds for c in stage_costs)
+    return Cost(
+        params_total=last.params_total, params_trainable=last.params_trainable,
+        params_by_component=last.params_by_component, visual_tokens_per_image=last.visual_tokens_per_image,
+        sequence_tokens_per_image=last.sequence_tokens_per_image,
+        train_steps=sum(c.train_steps for c in stage_costs),
+        train_seconds=round(seconds, 3),
+        train_samples_per_second=round(images / seconds, 2) if seconds > 0 else None,
+        train_flops=flops, train_tokens=sum(c.train_tokens for c in stage_costs), train_images=images,
+        train_flops_per_sample=round(flops / images) if images else None,
+        peak_memory_mb=max((c.peak_memory_mb for c in stage_costs if c.peak_memory_mb is not None), default=None),
+        peak_memory_kind=stage_costs[0].peak_memory_kind,
+        devices=last.devices, micro_batch_size=last.micro_batch_size, accumulation=last.accumulation,
+        checkpoint_seconds=round(sum(c.checkpoint_seconds for c in stage_costs), 3),
+        checkpoint_saves=sum(c.checkpoint_saves for c in stage_costs),
+        checkpoint_bytes=max(c.checkpoint_bytes for c in stage_costs),
+        stages=stage_costs if len(stage_costs) > 1 else None,
+        **measured_after,
+    )
 
 
 def _adapt_for_stage(model: VisionLanguageModel, before: Stage, stage: Stage) -> None:
@@ -227,7 +241,7 @@ def _train(cfg: DictConfig, run_dir: Path, run_id: str, stop: StopRequest | None
             _adapt_for_stage(model, stages[index - 1], stage)
         # A single-stage run keeps its checkpoints where it always did: resuming works across versions.
         checkpoint_dir = run_dir / ("checkpoints" if len(stages) == 1 else f"stage{index}-{stage.name}")
-        offset = sum(c["train_steps"] for c in stage_costs)
+        offset = sum(c.train_steps for c in stage_costs)
         at_end = validate and index == len(stages) - 1
         result = _train_stage(stage, model, pipeline, loggers, offset, checkpoint_dir, stop, at_end)
         stage_costs.append(result.cost)
@@ -260,10 +274,9 @@ def train_and_validate(cfg: DictConfig, run_dir: Path, run_id: str,
     for logger in trained.loggers:
         logger.finalize("success")
     costs = trained.stage_costs
-    return ValidationOutcome(val_loss=costs[-1]["val_loss"], cost={
-        "train_steps": sum(c["train_steps"] for c in costs),
-        "train_seconds": round(sum(c["train_seconds"] for c in costs), 3),
-    })
+    return ValidationOutcome(val_loss=costs[-1].val_loss, cost=Cost(
+        train_steps=sum(c.train_steps for c in costs), train_seconds=round(sum(c.train_seconds for c in costs), 3),
+    ))
 
 
 def train_and_evaluate(cfg: DictConfig, run_dir: Path, run_id: str,
@@ -289,33 +302,23 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, run_id: str,
     with evaluation_precision(cfg.trainer):
         result = evaluate(model, collator, test, cfg.eval.batch_size, cfg.eval.max_new_tokens, spec.task_metrics())
     eval_seconds = time.perf_counter() - started
-    steps = sum(c["train_steps"] for c in stage_costs)
+    steps = sum(c.train_steps for c in stage_costs)
     test_row = {f"test/{task}": score for task, score in result.scores.items()}
     for logger in loggers:
         logger.log_metrics(test_row, step=steps)
         logger.finalize("success")
 
-    train_seconds = sum(c["train_seconds"] for c in stage_costs)
-    samples = sum(c["train_images"] for c in stage_costs)
-    last = stage_costs[-1]
-    cost = {key: last[key] for key in ("params_total", "params_trainable", "params_by_component",
-                                       "visual_tokens_per_image", "sequence_tokens_per_image")} | {
-        "visual_tokens_per_image_eval": mean_image_tokens(model.visual_tokens, images, test, training=False),
-        "budget": Budget.from_config(cfg.get("budget")).record(sum(c["budget"]["steps"] for c in stage_costs)),
-        "train_steps": steps,
-        "train_seconds": round(train_seconds, 3),
-        "eval_seconds": round(eval_seconds, 3),
-        "train_samples_per_second": round(samples / train_seconds, 2) if train_seconds > 0 else None,
-        "eval_samples": result.samples,
-    } | _compute_cost(stage_costs) | {
-        "eval_generated_tokens": round(result.generated_tokens, 2),
-        "inference_flops_per_sample": round(inference_sample_flops(
+    cost = _run_cost(
+        stage_costs,
+        visual_tokens_per_image_eval=mean_image_tokens(model.visual_tokens, images, test, training=False),
+        budget=Budget.from_config(cfg.get("budget")).record(sum(c.budget["steps"] for c in stage_costs)),
+        eval_seconds=round(eval_seconds, 3),
+        eval_samples=result.samples,
+        eval_generated_tokens=round(result.generated_tokens, 2),
+        inference_flops_per_sample=round(inference_sample_flops(
             model, collator, images, test, result.generated_tokens, max(1, min(cfg.eval.batch_size, len(test))),
         )) if test else None,
-    }
-    if len(stages) > 1:
-        cost["stages"] = stage_costs
-    if skipped := skipped_rows(spec, pipeline.cache_dir):
-        cost["data_skipped"] = skipped
+        data_skipped=skipped_rows(spec, pipeline.cache_dir) or None,
+    )
     return RunOutcome(metrics=result.scores, cost=cost, predictions=result.predictions, dataset_version=spec.version,
                       loss_log=loss_log_csv([*trained.loss_rows, {"step": steps, **test_row}]))

@@ -18,7 +18,7 @@ STAGE_KEYS: dict[str, tuple[str, bool]] = {
     "max_steps": ("trainer.max_steps", False),
     "batch_size": ("data.batch_size", False),
     "lr": ("optim.lr", True),
-    "warmup_steps": ("optim.warmup_steps", False),
+    "warmup_steps": ("optim.schedule.warmup_steps", False),  # a stage's own warmup (its optimizer is new)
     "mixture": ("data.mixture", False),
     "image": ("data.image", True),
     "adapt_vision": ("model.adapt.vision", False),

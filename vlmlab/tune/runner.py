@@ -125,7 +125,7 @@ def tune_arm(spec: AblationSpec, plan: ArmPlan, trials: int, compose: Compose, o
 def tune_axis(spec: AblationSpec, plans: list[ArmPlan], trials: int, compose: Compose, results_dir: StrPath,
               output_dir: StrPath, echo: Echo = say) -> int:
     """Tune every planned arm, write best.json and print the best per arm; 0 if every arm has a best value."""
-    from vlmlab.sweep.job import quiet_libraries
+    from vlmlab.launch.job import quiet_libraries
 
     quiet_libraries()
     entries = {}

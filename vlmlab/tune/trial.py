@@ -40,7 +40,7 @@ def run_trial(
 ) -> TrialOutcome:
     """Train the config `base` + the trial's values under `output_dir`, and tell `study` how it went."""
     import vlmlab.train.run as run_module  # looked up at call time, so a test can count the trainings
-    from vlmlab.sweep.job import finish_wandb
+    from vlmlab.launch.job import finish_wandb
 
     params = dict(trial.params)
     started = time.perf_counter()
