@@ -66,8 +66,8 @@ def scratch(checkout):
     return checkout
 
 
-# "apart" (the second sweep starts mid-run) is in the slow tier, run by CI after `make test`.
-@pytest.mark.parametrize("apart", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["together", "apart"])
+@pytest.mark.slow  # two sweeps in processes of their own, 20 s each: in the slow tier, run by CI after `make test`
+@pytest.mark.parametrize("apart", [False, True], ids=["together", "apart"])
 def test_two_sweeps_train_each_run_once(scratch, cache_dir, apart):
     first = start_sweep(scratch, cache_dir)
     if apart:  # the second starts while the first trains its first run

@@ -114,6 +114,7 @@ arms:
 """
 
 
+@pytest.mark.slow  # two gloo processes for 30 to 50 s: in the slow tier, run by CI after `make test`
 def test_a_two_process_ddp_sweep_writes_one_record_per_run_and_a_table(checkout, cache_dir, monkeypatch, make_cfg):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # two processes on two cores
     (checkout / "ablations" / "toy.yaml").write_text(TOY)
