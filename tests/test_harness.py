@@ -94,3 +94,17 @@ def test_generated_lengths_stop_at_the_first_end_of_sequence():
     eos, pad = 2, 0
     new = torch.tensor([[7, 8, eos, pad, pad], [7, eos, 9, eos, pad], [7, 8, 9, 10, 11]])
     assert generated_lengths(new, eos) == [3, 2, 5]
+
+
+@pytest.mark.parametrize("task_metric", ["exact_match", "vqa_accuracy", "anls", "cider"])
+def test_item_scores_average_to_the_task_score(task_metric):
+    """What the item-level tests pair: each answer's score, whose mean is the score the table reports."""
+    from vlmlab.eval.harness import item_scores, score
+
+    predictions = ["a red circle", "two", "a blue square on the left", "cat", "three"]
+    references = [("a red circle", "red circle"), ("2", "two"), ("a blue square", "blue square left"),
+                  ("dog", "cat"), ("four", "4")]
+    items = item_scores(task_metric, predictions, references)
+    assert len(items) == len(predictions) and all(0.0 <= value <= 100.0 * 10 for value in items)
+    assert sum(items) / len(items) == pytest.approx(score(task_metric, predictions, references), rel=1e-12)
+    assert len(set(items)) > 1, "the answers differ, and so do their scores"

@@ -236,7 +236,7 @@ def test_csv_columns_and_format(tmp_path: Path) -> None:
     plan, runs, _ = load_axis(tmp_path, AXIS)
     text = render_csv(plan, runs)
     header, control, _, linear = text.splitlines()
-    per_key = ("mean", "std", "ci_low", "ci_high", "delta", "p", "n_paired")
+    per_key = ("mean", "std", "ci_low", "ci_high", "delta", "p", "p_adj", "n_paired")
     assert header == ",".join(
         ["arm", "is_control", "n_planned", "n_done", "n_failed"]
         + [f"{key}_{part}" for key in ("vqa", "ocr", "avg") for part in per_key]
@@ -245,11 +245,12 @@ def test_csv_columns_and_format(tmp_path: Path) -> None:
            "train_samples_per_second_mean", "peak_memory_mb_mean", "peak_memory_kind"]
     )
     # Records without FLOPs or peak memory (written before they were measured): empty cells.
-    assert control == ("perceiver,True,2,2,0,75.0000,7.0711,11.4690,138.5310,,,,"
-                       "45.0000,7.0711,-18.5310,108.5310,,,,60.0000,7.0711,-3.5310,123.5310,,,,"
+    assert control == ("perceiver,True,2,2,0,75.0000,7.0711,11.4690,138.5310,,,,,"
+                       "45.0000,7.0711,-18.5310,108.5310,,,,,60.0000,7.0711,-3.5310,123.5310,,,,,"
                        "8300000000,740000000,64,,,10.5000,,,5.0000,,")
-    assert linear.startswith("linear,False,2,2,0,55.0000,7.0711,-8.5310,118.5310,-20.0000,0,2,"
-                             "21.0000,1.4142,8.2938,33.7062,-24.0000,0.105137,2,")
+    # vqa's Δ is the same in both seeds: the degenerate test (p 0) is no evidence, and has no adjusted p.
+    assert linear.startswith("linear,False,2,2,0,55.0000,7.0711,-8.5310,118.5310,-20.0000,0,,2,"
+                             "21.0000,1.4142,8.2938,33.7062,-24.0000,0.105137,0.105137,2,")
     assert "\r" not in text and text.endswith("\n")
     frame = pd.read_csv(io.StringIO(text)).set_index("arm")
     assert frame.loc["linear", "ocr_p"] == pytest.approx(scipy_stats.ttest_rel([20, 22], [40, 50]).pvalue, rel=1e-5)

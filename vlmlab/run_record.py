@@ -201,12 +201,17 @@ class PlannedAblation:
     question: str | None = None
     paper_table: str | None = None
     scale: str | None = None  # the `+scale=` the sweep ran at; None for the tiny default (left out of the file)
+    # How the table corrects its tests for their number (vlmlab.results.corrections); plans from before it: none.
+    correction: str = "none"
+    metric_of: dict[str, str] | None = None  # benchmark -> the metric it is scored with (None in older plans)
 
     def to_dict(self) -> dict[str, Any]:
         """The plan file's `ablation` object."""
         out = dataclasses.asdict(self)
-        if self.scale is None:  # only then: a tiny sweep's plan.json keeps its bytes
-            del out["scale"]
+        # Left out when unset, so that a plan written without them reads back to the same bytes.
+        for key in ("scale", "metric_of"):
+            if out[key] is None:
+                del out[key]
         return out
 
 

@@ -25,7 +25,7 @@ from vlmlab.data.needs import all_needed, missing
 from vlmlab.errors import ConfigError
 from vlmlab.results.records import RecordError, is_done, newer_schema, record_path, write_plan
 from vlmlab.sweep.ablation import AblationError, AblationSpec, load_ablation
-from vlmlab.sweep.plan import Compose, Job, check_writable, plan_sweep, with_run_defaults
+from vlmlab.sweep.plan import Compose, Job, benchmark_metrics, check_writable, plan_sweep, with_run_defaults
 from vlmlab.train.parallel import check_devices
 from vlmlab.tune.best import best_path, tuned_overrides
 
@@ -108,7 +108,8 @@ class AblationSweeper(Sweeper):
             log.info("ablation %s: each arm at its tuned values from %s (--untuned ignores them)",
                      spec.name, best_path(results, spec.name))
         try:
-            write_plan(results, spec.name, spec.meta(), [
+            # The tables name each benchmark's metric in their headers: the plan holds it, as results/ must.
+            write_plan(results, spec.name, spec.meta() | {"metric_of": benchmark_metrics(spec, jobs)}, [
                 {"run_id": job.run_id, "arm": job.run.arm, "seed": job.run.seed} for job in jobs
             ])
         except (RecordError, OSError) as err:  # checked above; a disk that fills up or goes away in between

@@ -20,7 +20,7 @@ class EvalResult:
     """Scores per task (percent; CIDEr x100 as papers report it), and the predictions behind them."""
 
     scores: dict[str, float]
-    predictions: list[dict[str, str]]
+    predictions: list[dict[str, str | float]]
     samples: int
     generated_tokens: float = 0.0  # mean new tokens per sample, up to and including its end of sequence
 
@@ -74,6 +74,15 @@ def truncate_at(text: str, stops: tuple[str, ...]) -> str:
     return text[:cut].strip()
 
 
+def item_scores(task_metric: str, predictions: list[str], references: list[tuple[str, ...]]) -> list[float]:
+    """Each answer's score in percent: the per-sample metric, or the image's CIDEr-D within the task's corpus (whose
+    mean is the corpus score). What the tables' item-level tests pair across arms."""
+    if task_metric == "cider":
+        return [100.0 * value for value in cider_d(predictions, references)[1]]
+    scorer = metric(task_metric)
+    return [100.0 * scorer(p, r) for p, r in zip(predictions, references)]
+
+
 def score(task_metric: str, predictions: list[str], references: list[tuple[str, ...]]) -> float:
     """One task's score in percent: the mean per-sample metric, or corpus-level CIDEr-D."""
     if task_metric == "cider":  # CIDEr's idf comes from the whole corpus of references: not a per-sample mean
@@ -95,7 +104,8 @@ def evaluate(
     device = next(model.parameters()).device  # batches go where the model is (a GPU after GPU training)
     tokenizer = collator.tokenizer
     by_task: dict[str, tuple[list[str], list[tuple[str, ...]]]] = defaultdict(lambda: ([], []))
-    predictions, lengths = [], []
+    predictions: list[dict] = []
+    lengths: list[int] = []
     for start in range(0, len(examples), batch_size):
         chunk = examples[start : start + batch_size]
         new_tokens = model.generate(
@@ -110,5 +120,9 @@ def evaluate(
             predictions.append({"task": ex.task, "prompt": ex.prompt, "answer": ex.answer, "prediction": text})
     model.train(was_training)
     scores = {task: score(metrics[task], preds, refs) for task, (preds, refs) in sorted(by_task.items())}
+    # Each saved answer with its own score, in the order of the examples (each task's answers in turn).
+    per_item = {task: iter(item_scores(metrics[task], preds, refs)) for task, (preds, refs) in by_task.items()}
+    for prediction in predictions:
+        prediction["score"] = round(next(per_item[prediction["task"]]), 4)
     return EvalResult(scores=scores, predictions=predictions, samples=len(examples),
                       generated_tokens=sum(lengths) / max(1, len(lengths)))

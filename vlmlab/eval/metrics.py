@@ -116,6 +116,16 @@ METRICS: dict[str, Callable[[str, Sequence[str]], float]] = {
 }
 
 
+# How a table's header names each metric, as papers print it (CIDEr is corpus-level: vlmlab.eval.cider).
+METRIC_LABELS: dict[str, str] = {
+    "exact_match": "EM",
+    "vqa_accuracy": "VQA acc.",
+    "anls": "ANLS",
+    "multiple_choice": "MC acc.",
+    "cider": "CIDEr",
+}
+
+
 def metric(name: str) -> Callable[[str, Sequence[str]], float]:
     """The per-sample metric called `name`; KeyError naming the known ones otherwise."""
     try:

@@ -19,6 +19,8 @@ import pandas as pd
 from vlmlab.results.columns import (
     MINUS, UNKNOWN, caption_sentences, csv_columns, human_count, human_flops, number, table_columns,
 )
+from vlmlab.eval.metrics import METRIC_LABELS
+from vlmlab.results.corrections import CORRECTIONS
 from vlmlab.results.provenance import provenance_lines
 from vlmlab.results.records import run_sort_key
 from vlmlab.results.stats import ALPHA, t_ppf
@@ -76,9 +78,14 @@ def csv_from_summary(plan: Plan, summary: pd.DataFrame) -> str:
     columns = ["arm", "is_control", "n_planned", "n_done", "n_failed"]
     frame = summary.copy()
     for key in [*plan.ablation.metrics, "avg"]:
-        columns += [f"{key}_{part}" for part in ("mean", "std", "ci_low", "ci_high", "delta", "p", "n_paired")]
+        columns += [f"{key}_{part}" for part in ("mean", "std", "ci_low", "ci_high", "delta", "p", "p_adj", "n_paired")]
         # p-values span orders of magnitude: six significant digits, not four decimals.
-        frame[f"{key}_p"] = [("" if pd.isna(p) else f"{p:.6g}") for p in frame[f"{key}_p"]]
+        for part in ("p", "p_adj"):
+            frame[f"{key}_{part}"] = [("" if pd.isna(p) else f"{p:.6g}") for p in frame[f"{key}_{part}"]]
+    if metric_of := plan.ablation.metric_of:  # what each benchmark's numbers are: a column per benchmark
+        for key in plan.ablation.metrics:
+            columns.append(f"{key}_metric")
+            frame[f"{key}_metric"] = metric_of.get(key, "")
     for _, column in tuned_columns(summary):  # learning rates span orders of magnitude too
         columns.append(column)
         frame[column] = [tuned_text(value, "", ".6g") for value in frame[column]]
@@ -129,7 +136,8 @@ def _test_sentences(ablation: PlannedAblation, summary: pd.DataFrame) -> list[st
     if tested:
         counts = f"{tested[0]}" if len(tested) == 1 else f"{tested[0]} to {tested[-1]}"
         lines.append(f"`{MARK}`: p < {ALPHA:g} in a two-sided paired t-test of the arm against the "
-                     f"control over the seeds both finished ({counts} paired seeds per arm).")
+                     f"control over the seeds both finished ({counts} paired seeds per arm)"
+                     f"{_correction_clause(ablation, summary)}.")
         lines.append(f"With {tested[0]} paired seeds that needs |t| > {t_ppf(0.975, tested[0] - 1):.2f} "
                      f"({tested[0] - 1} df).")
         if any(summary[f"{k}_zero_spread"].any() for k in keys):
@@ -155,7 +163,7 @@ def table_cells(
     keys = [*ablation.metrics, "avg"]
     tuned = tuned_columns(summary)
     costs = table_columns(summary)
-    header = [style.text(h) for h in (ablation.name, *ablation.metrics, "Avg.", *(h for h, _ in tuned),
+    header = [style.text(h) for h in (ablation.name, *benchmark_headers(ablation), "Avg.", *(h for h, _ in tuned),
                                       *(c.header for c in costs), "seeds")]
     rows = []
     for _, row in summary.iterrows():
@@ -165,6 +173,14 @@ def table_cells(
         rows.append([style.text(name), *(_score_cell(row, key, style) for key in keys),
                      *(style.text(cell) for cell in cells)])
     return header, rows
+
+
+def benchmark_headers(ablation: PlannedAblation) -> list[str]:
+    """Each benchmark's header, naming its metric as the paper's tables do (`synth_caption (CIDEr)`) where the plan
+    says which it is."""
+    metric_of = ablation.metric_of or {}
+    return [f"{name} ({METRIC_LABELS.get(metric_of[name], metric_of[name])})" if name in metric_of else name
+            for name in ablation.metrics]
 
 
 def _markdown_table(header: list[str], rows: list[list[str]]) -> str:
@@ -181,16 +197,32 @@ def _line(cells: list[str]) -> str:
 def _interval_cells(ablation: PlannedAblation, summary: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the Markdown table of 95% intervals and paired-test p-values."""
     keys = [*ablation.metrics, "avg"]
-    header = [MARKDOWN.text(h) for h in (ablation.name, *ablation.metrics, "Avg.")]
+    header = [MARKDOWN.text(h) for h in (ablation.name, *benchmark_headers(ablation), "Avg.")]
     rows = []
     for _, row in summary.iterrows():
         name = f"{row['arm']} (control)" if row["is_control"] else row["arm"]
-        rows.append([MARKDOWN.text(name), *(_interval_cell(row, key) for key in keys)])
+        rows.append([MARKDOWN.text(name),
+                     *(_interval_cell(row, key, ablation.correction != "none") for key in keys)])
     return header, rows
 
 
-def _interval_cell(row: pd.Series, key: str) -> str:
-    """`[low, high]; p = …` for one score of one arm."""
+def _correction_clause(ablation: PlannedAblation, summary: pd.DataFrame) -> str:
+    """`, after <name> correction over the table's N tests ...`, or nothing when the plan asks for none."""
+    if ablation.correction == "none":
+        return ""
+    correction = CORRECTIONS[ablation.correction]
+    tests = int(sum(summary[f"{key}_p_adj"].notna().sum() for key in [*ablation.metrics, "avg"]))
+    return (f", its p adjusted by the {correction.name} correction over the table's {tests} tests (every arm "
+            f"against the control on every benchmark and Avg.), which keeps {correction.controls} at {ALPHA:g}")
+
+
+def _p_text(p: float) -> str:
+    """A p-value to three decimals, or `< 0.001`."""
+    return "< 0.001" if p < 0.001 else f"= {p:.3f}"
+
+
+def _interval_cell(row: pd.Series, key: str, corrected: bool = False) -> str:
+    """`[low, high]; p = …` for one score of one arm (and the adjusted p, when the table is `corrected`)."""
     if row["n_done"] == 0:
         return str(row["status"])
     low, high, p = row[f"{key}_ci_low"], row[f"{key}_ci_high"], row[f"{key}_p"]
@@ -198,7 +230,8 @@ def _interval_cell(row: pd.Series, key: str) -> str:
     if row[f"{key}_zero_spread"]:
         parts.append("no test (same Δ in every seed)")  # t = ±inf: the test's degenerate case
     elif not pd.isna(p):
-        parts.append("p < 0.001" if p < 0.001 else f"p = {p:.3f}")
+        adjusted = f" (adjusted p {_p_text(row[f'{key}_p_adj'])})" if corrected else ""
+        parts.append(f"p {_p_text(p)}{adjusted}")
     elif not row["is_control"] and row[f"{key}_n_paired"] >= 2:
         parts.append("no test: same score as the control in every seed")  # t = 0/0
     return "; ".join(parts)

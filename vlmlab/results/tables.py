@@ -32,6 +32,7 @@ from vlmlab.results.records import (
     run_sort_key,
 )
 from vlmlab.results.columns import COST_COLUMNS
+from vlmlab.results.corrections import CORRECTIONS, Correction
 from vlmlab.results.latex import latex_from_summary
 from vlmlab.results.render import TUNED_PREFIX, csv_from_summary, markdown_from_summary
 from vlmlab.results.stats import ALPHA, best_flags, describe, paired_by_seed
@@ -58,9 +59,25 @@ def summarise(plan: Plan, runs: list[RunRecord]) -> pd.DataFrame:
     for key in [*metrics, "avg"]:
         # Higher is better for every score the suite reports; ties are all bold.
         frame[f"{key}_best"] = best_flags([float(m) for m in frame[f"{key}_mean"]])
+    _correct(frame, [*metrics, "avg"], CORRECTIONS[ablation.correction])
     # Nullable ints: a cost is an integer when known and empty (not 1.0e9 or "nan") when not.
     paired = {f"{key}_n_paired": "Int64" for key in [*metrics, "avg"]}
     return frame.astype({**{c.name: "Int64" for c in COST_COLUMNS if c.integer}, **paired})
+
+
+def _correct(frame: pd.DataFrame, keys: list[str], correction: Correction) -> None:
+    """Adjust the p-value of every comparison of the table (arms × benchmarks and Avg.) for their number, as one
+    family, into `<key>_p_adj`, and mark a difference where its adjusted p is below the level. A degenerate test
+    (no spread across seeds) is no evidence: it is left out of the family and unmarked."""
+    cells = [(row, key) for key in keys for row in frame.index
+             if not np.isnan(frame.at[row, f"{key}_p"]) and not frame.at[row, f"{key}_zero_spread"]]
+    adjusted = correction.adjust([float(frame.at[row, f"{key}_p"]) for row, key in cells])
+    for key in keys:
+        frame[f"{key}_p_adj"] = float("nan")
+    for (row, key), p_adj in zip(cells, adjusted):
+        frame.at[row, f"{key}_p_adj"] = p_adj
+    for key in keys:
+        frame[f"{key}_marked"] = [bool(p < ALPHA) for p in frame[f"{key}_p_adj"].fillna(1.0)]
 
 
 def render_markdown(plan: Plan, runs: list[RunRecord]) -> str:
@@ -249,8 +266,7 @@ def _score_columns(
         f"{key}_t": test.t if tested else float("nan"),
         f"{key}_p": test.p if tested else float("nan"),
         # A difference with no spread across seeds (t infinite) is the test's degenerate case, not evidence:
-        # with two seeds it happens by coincidence, so it is reported but never marked.
-        f"{key}_marked": bool(tested and not test.zero_spread and test.p < ALPHA),
+        # with two seeds it happens by coincidence, so it is reported but never marked (_correct marks the rest).
         f"{key}_zero_spread": bool(tested and test.zero_spread),
     }
 

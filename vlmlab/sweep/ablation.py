@@ -59,6 +59,7 @@ class AblationSpec:
     tune: TuneSpec = field(default_factory=TuneSpec)  # how `vlmlab tune` searches each arm
     scales: dict[str, ScaleArms] = field(default_factory=dict)  # the file's `scales`, by scale name
     scale: str | None = None  # the scale `common` and `arms` are at (None: the tiny default)
+    correction: str = "holm"  # how the table corrects its tests for their number (vlmlab.results.corrections)
 
     def with_defaults(self, seeds: tuple[int, ...], metrics: tuple[str, ...]) -> AblationSpec:
         """The spec with `seeds` and `metrics` where its file gives none (vlmlab.sweep.plan takes them from the run
@@ -106,6 +107,7 @@ class AblationSpec:
         meta = {
             "name": self.name, "question": self.question, "paper_table": self.paper_table, "control": self.control,
             "arms": list(self.arms), "metrics": list(self.metrics), "seeds": list(self.seeds),
+            "correction": self.correction,
         }
         if self.scale is not None:  # only then: a tiny sweep's plan.json keeps its bytes
             meta["scale"] = self.scale
@@ -198,4 +200,5 @@ def load_ablation(ablations_dir: str | Path, name: str) -> AblationSpec:
         seeds=seeds, metrics=_distinct(path, "metrics", file.metrics, "benchmark"),
         common=_overrides(path, "common", file.common), paper_table=file.paper_table, notes=file.notes or {},
         tune=tune, scales={scale: _scale(path, scale, block, file) for scale, block in scales.items()},
+        correction=file.correction.value,
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Union, get_args, get_origin, get_type_hints
 
@@ -32,6 +33,14 @@ class ScaleBlock:
     drop: Optional[List[str]] = None  # arms that do not run at this scale (the paper's table has no such row)
 
 
+class Correction(Enum):
+    """How a table corrects its arm-versus-control tests for their number (vlmlab.results.corrections)."""
+
+    holm = "holm"  # Holm–Bonferroni: the family-wise error rate
+    benjamini_hochberg = "benjamini_hochberg"  # the false discovery rate
+    none = "none"  # each test on its own
+
+
 @dataclass
 class AblationFile:
     """Schema of `ablations/<name>.yaml`: one design axis, its arms as lists of Hydra overrides, and its control."""
@@ -46,6 +55,7 @@ class AblationFile:
     notes: Optional[Dict[str, Any]] = None
     tune: Optional[TuneBlock] = None  # how `vlmlab tune` searches each arm
     scales: Optional[Dict[str, ScaleBlock]] = None  # per scale name, what the arms become there
+    correction: Correction = Correction.holm  # of the table's tests, over all its arms and benchmarks
 
 
 # OmegaConf reads "${...}" as an interpolation: it would resolve one (an override may hold one for Hydra) and does

@@ -203,6 +203,14 @@ def _check_metrics(spec: AblationSpec, jobs: list[Job]) -> None:
                                 f"(its eval.tasks: {', '.join(cfg.eval.tasks)})")
 
 
+def benchmark_metrics(spec: AblationSpec, jobs: list[Job]) -> dict[str, str]:
+    """The metric each of the table's benchmarks is scored with (a name of vlmlab.eval.metrics), from the suite of
+    the control arm (_check_metrics has made sure every arm's suite scores them)."""
+    control = next(job for job in jobs if job.run.arm == spec.control)
+    metrics = instantiate_group("data.suite", control.config.data.suite).task_metrics()
+    return {name: metrics[name] for name in spec.metrics}
+
+
 def _check_distinct(spec: AblationSpec, job: Job, first: Mapping[str, Job]) -> None:
     """Refuse a job whose run_id an earlier job of another arm already has: the same run planned twice."""
     if (other := first.get(job.run_id)) is not None and other.run.arm != job.run.arm:

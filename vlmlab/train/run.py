@@ -47,7 +47,7 @@ class RunOutcome:
 
     metrics: dict[str, float]
     cost: Cost
-    predictions: list[dict[str, str]]
+    predictions: list[dict[str, str | float]]
     dataset_version: str
     loss_log: str  # CSV: the training and validation losses, every row once, and the test scores
 
