@@ -75,7 +75,15 @@ def test_sweep_trains_records_tabulates_then_skips_done_runs(workspace, cache_di
     assert done["config"]["ablation"]["command"] == f"vlmlab sweep toy paths.cache_dir={cache_dir}"  # what was typed
     assert "Invalid beta parameter" in found[("broken", 0)]["error"]["message"]
     answers = [json.loads(line) for line in done["_path"].with_suffix(".predictions.jsonl").read_text().splitlines()]
-    assert len(answers) == 10 and {"task", "prompt", "answer", "prediction"} <= set(answers[0])  # 2 per task
+    assert len(answers) == 10 and {"task", "prompt", "answer", "prediction", "score"} <= set(answers[0])  # 2 per task
+    by_task = {}
+    for answer in answers:
+        by_task.setdefault(answer["task"], []).append(answer["score"])
+    assert {task: sum(s) / len(s) for task, s in by_task.items()} == pytest.approx(done["metrics"], abs=1e-3)
+    plan = json.loads((workspace / "results" / "runs" / "toy" / "plan.json").read_text())["ablation"]
+    assert plan["metric_of"] == {"synth_count": "exact_match", "synth_vqa": "vqa_accuracy"}
+    assert plan["correction"] == "holm"  # the file gives none: the default
+    assert set(plan["chance"]) == {"synth_count", "synth_vqa"} and plan["chance"]["synth_vqa"]["answer"]
     assert not found[("broken", 0)]["_path"].with_suffix(".predictions.jsonl").exists()
     assert found[("mlp", 0)]["run_id"] != found[("mlp", 1)]["run_id"]
     table = workspace / "results" / "tables" / "toy.md"

@@ -190,6 +190,14 @@ class RunRecord:
 
 
 @dataclass(frozen=True)
+class PlannedChance:
+    """A benchmark's chance baseline: its most frequent training answer, given to every test item, and its score."""
+
+    answer: str
+    score: float
+
+
+@dataclass(frozen=True)
 class PlannedAblation:
     """What the tables need to know of an ablation: its question, arms, control, benchmarks and seeds."""
 
@@ -204,12 +212,13 @@ class PlannedAblation:
     # How the table corrects its tests for their number (vlmlab.results.corrections); plans from before it: none.
     correction: str = "none"
     metric_of: dict[str, str] | None = None  # benchmark -> the metric it is scored with (None in older plans)
+    chance: dict[str, PlannedChance] | None = None  # benchmark -> its chance baseline (None in older plans)
 
     def to_dict(self) -> dict[str, Any]:
         """The plan file's `ablation` object."""
         out = dataclasses.asdict(self)
         # Left out when unset, so that a plan written without them reads back to the same bytes.
-        for key in ("scale", "metric_of"):
+        for key in ("scale", "metric_of", "chance"):
             if out[key] is None:
                 del out[key]
         return out
@@ -246,6 +255,9 @@ class Plan:
             if key not in values:
                 raise RecordError(f"missing required key '{key}'")
         ablation = _typed(PlannedAblation, values["ablation"], "ablation")
+        if isinstance(ablation.chance, dict):
+            chance = {name: _typed(PlannedChance, row, f"ablation.chance.{name}") for name, row in ablation.chance.items()}
+            ablation = dataclasses.replace(ablation, chance=chance)
         if not isinstance(values["runs"], list):
             raise RecordError("runs must be a list")
         runs = [_typed(PlannedRun, run, f"runs[{i}]") for i, run in enumerate(values["runs"])]

@@ -25,7 +25,9 @@ from vlmlab.data.needs import all_needed, missing
 from vlmlab.errors import ConfigError
 from vlmlab.results.records import RecordError, is_done, newer_schema, record_path, write_plan
 from vlmlab.sweep.ablation import AblationError, AblationSpec, load_ablation
-from vlmlab.sweep.plan import Compose, Job, benchmark_metrics, check_writable, plan_sweep, with_run_defaults
+from vlmlab.sweep.plan import (
+    Compose, Job, benchmark_metrics, chance_of, check_writable, plan_sweep, with_run_defaults,
+)
 from vlmlab.train.parallel import check_devices
 from vlmlab.tune.best import best_path, tuned_overrides
 
@@ -61,6 +63,17 @@ def prefetch_command(axis: str, arguments: Sequence[str], tuned: bool = True) ->
     untuned = "" if tuned else " --untuned"
     make_args = f" ARGS={shlex.quote(args)}" if args else ""
     return f"vlmlab prefetch {axis}{untuned} {args}".rstrip() + f" (or: make prefetch AXIS={axis}{make_args})"
+
+
+def _plan_meta(spec: AblationSpec, jobs: list[Job]) -> dict:
+    """What plan.json says of the ablation: the file's labels, each benchmark's metric and its chance baseline (the
+    tables name the metric and show the baseline, and read nothing but results/)."""
+    meta = spec.meta() | {"metric_of": benchmark_metrics(spec, jobs)}
+    try:
+        meta["chance"] = chance_of(spec, jobs)
+    except Exception as err:  # the runs read the same data and report what is wrong with it; the table does without
+        log.warning("ablation %s: no chance baselines (%s: %s)", spec.name, type(err).__name__, err)
+    return meta
 
 
 class AblationSweeper(Sweeper):
@@ -108,8 +121,7 @@ class AblationSweeper(Sweeper):
             log.info("ablation %s: each arm at its tuned values from %s (--untuned ignores them)",
                      spec.name, best_path(results, spec.name))
         try:
-            # The tables name each benchmark's metric in their headers: the plan holds it, as results/ must.
-            write_plan(results, spec.name, spec.meta() | {"metric_of": benchmark_metrics(spec, jobs)}, [
+            write_plan(results, spec.name, _plan_meta(spec, jobs), [
                 {"run_id": job.run_id, "arm": job.run.arm, "seed": job.run.seed} for job in jobs
             ])
         except (RecordError, OSError) as err:  # checked above; a disk that fills up or goes away in between

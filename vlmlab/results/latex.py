@@ -13,7 +13,8 @@ from typing import Any
 import pandas as pd
 
 from vlmlab.results.provenance import provenance_lines
-from vlmlab.results.render import MARK, Style, caption, failure_lines, table_cells
+from vlmlab.results.collapse import Collapse, collapse_lines
+from vlmlab.results.render import COLLAPSED, MARK, Style, caption, failure_lines, table_cells
 from vlmlab.run_record import Plan, PlannedAblation, RunRecord
 
 # Characters that TeX would read as commands, or (in the default OT1 font encoding) print wrongly.
@@ -22,7 +23,7 @@ _SPECIAL = {
     "^": r"\^{}", "_": r"\_", "~": r"\~{}", "%": r"\%",
     "<": r"$<$", ">": r"$>$", "|": r"$|$",
     "\u2212": r"$-$", "\u2013": "--", "\u2014": "---", "±": r"$\pm$", "Δ": r"$\Delta$",
-    "≥": r"$\geq$", "≤": r"$\leq$", "…": r"\ldots{}", "×": r"$\times$",
+    "≥": r"$\geq$", "≤": r"$\leq$", "…": r"\ldots{}", "×": r"$\times$", "\u2020": r"$^{\dagger}$",
 }
 
 
@@ -36,7 +37,7 @@ LATEX = Style(text=latex_escape, bold=lambda s: rf"\textbf{{{s}}}", plus_minus=r
 
 
 def latex_from_summary(
-    plan: Plan, summary: pd.DataFrame, runs: list[RunRecord]
+    plan: Plan, summary: pd.DataFrame, runs: list[RunRecord], collapses: list[Collapse] = ()
 ) -> str:
     """Comment lines (what, caption, runs without a result) around a booktabs tabular of the table."""
     ablation = plan.ablation
@@ -59,6 +60,8 @@ def latex_from_summary(
         r"\bottomrule",
         r"\end{tabular}",
     ]
+    if collapses:
+        lines += [f"% {COLLAPSED}", *(f"% {_one_line(line)}" for line in collapse_lines(list(collapses)))]
     failures = failure_lines(ablation.arms, runs)
     if failures:
         lines += ["% Runs without a result:", *(f"% {_one_line(line)}" for line in failures)]

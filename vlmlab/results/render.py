@@ -22,12 +22,17 @@ from vlmlab.results.columns import (
 from vlmlab.eval.metrics import METRIC_LABELS
 from vlmlab.results.corrections import CORRECTIONS
 from vlmlab.results.provenance import provenance_lines
+from vlmlab.results.chance import chance_scores
+from vlmlab.results.collapse import Collapse, collapse_lines
 from vlmlab.results.records import run_sort_key
 from vlmlab.results.stats import ALPHA, t_ppf
 from vlmlab.run_record import Plan, PlannedAblation, RunRecord
 
 __all__ = ["human_count", "human_flops"]  # re-exported: the cells of counts are part of what renders a table
 MARK = "*"
+AT_CHANCE = "\u2020"  # dagger: a mean no better than the chance baseline
+CHANCE_ROW = "chance (constant answer)"
+COLLAPSED = "Collapsed runs (one answer to every test item of a benchmark: the answer prior, not the task):"
 # Summary columns of the values `vlmlab tune` chose per arm (tuned:<config key>), shown after Avg. when present.
 TUNED_PREFIX = "tuned:"
 TUNED_HEADERS = {"optim.lr_scale": "lr ×"}
@@ -49,9 +54,10 @@ MARKDOWN = Style(text=lambda s: s.replace("|", "\\|"), bold=lambda s: f"**{s}**"
 
 
 def markdown_from_summary(
-    plan: Plan, summary: pd.DataFrame, runs: list[RunRecord]
+    plan: Plan, summary: pd.DataFrame, runs: list[RunRecord], collapses: list[Collapse] = ()
 ) -> str:
-    """Heading, question, caption, tables and the list of runs without a result, as Markdown."""
+    """Heading, question, caption, tables, the runs that collapsed to one answer and the list of runs without a
+    result, as Markdown."""
     ablation = plan.ablation
     blocks = [f"## {ablation.name}"]
     if ablation.question:
@@ -65,6 +71,8 @@ def markdown_from_summary(
         blocks.append("95% confidence interval of each mean over seeds (Student t, n − 1 df; none "
                       "from one seed) and p of the paired t-test of Δ against the control:")
         blocks.append(_markdown_table(*_interval_cells(ablation, summary)))
+    if collapses:
+        blocks.append(COLLAPSED + "\n\n" + "\n".join(collapse_lines(list(collapses))))
     failures = failure_lines(ablation.arms, runs)
     if failures:
         blocks.append("Runs without a result:\n\n" + "\n".join(failures))
@@ -82,6 +90,9 @@ def csv_from_summary(plan: Plan, summary: pd.DataFrame) -> str:
         # p-values span orders of magnitude: six significant digits, not four decimals.
         for part in ("p", "p_adj"):
             frame[f"{key}_{part}"] = [("" if pd.isna(p) else f"{p:.6g}") for p in frame[f"{key}_{part}"]]
+    for key, baseline in chance_scores(plan.ablation).items():  # the baseline, and whether each arm is at it
+        columns += [f"{key}_chance", f"{key}_at_chance"]
+        frame[f"{key}_chance"] = baseline
     if metric_of := plan.ablation.metric_of:  # what each benchmark's numbers are: a column per benchmark
         for key in plan.ablation.metrics:
             columns.append(f"{key}_metric")
@@ -108,6 +119,10 @@ def caption(ablation: PlannedAblation, summary: pd.DataFrame) -> str:
         f"In parentheses: Δ, the arm's mean minus the control arm's ({ablation.control}), in points.",
         *_test_sentences(ablation, summary),
     ]
+    if chance := chance_scores(ablation):
+        lines.append(f"{CHANCE_ROW}: the score of each benchmark's most frequent training answer given to every "
+                     f"test item; {AT_CHANCE}: an arm's mean at or below it. Avg. is over all {n_metrics} benchmarks, "
+                     "those at chance included.")
     shared, own = caption_sentences(summary)
     lines += [f"{shared}; seeds: finished/planned.", *own]
     if tuned := tuned_columns(summary):
@@ -172,6 +187,9 @@ def table_cells(
                  _seeds_cell(row)]
         rows.append([style.text(name), *(_score_cell(row, key, style) for key in keys),
                      *(style.text(cell) for cell in cells)])
+    if chance := chance_scores(ablation):
+        rows.append([style.text(CHANCE_ROW), *(style.text(number(chance[k]) if k in chance else UNKNOWN) for k in keys),
+                     *(style.text(UNKNOWN) for _ in range(len(header) - len(keys) - 1))])
     return header, rows
 
 
@@ -251,6 +269,8 @@ def _score_cell(row: pd.Series, key: str, style: Style) -> str:
     delta = row[f"{key}_delta"]
     if not pd.isna(delta):
         text += f" ({_signed(delta, style.minus)})" + (style.mark if row[f"{key}_marked"] else "")
+    if row.get(f"{key}_at_chance", False):
+        text += style.text(AT_CHANCE)
     return text
 
 

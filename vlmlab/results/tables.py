@@ -31,6 +31,8 @@ from vlmlab.results.records import (
     record_path,
     run_sort_key,
 )
+from vlmlab.results.chance import chance_scores
+from vlmlab.results.collapse import Collapse, collapsed
 from vlmlab.results.columns import COST_COLUMNS
 from vlmlab.results.corrections import CORRECTIONS, Correction
 from vlmlab.results.latex import latex_from_summary
@@ -60,6 +62,9 @@ def summarise(plan: Plan, runs: list[RunRecord]) -> pd.DataFrame:
         # Higher is better for every score the suite reports; ties are all bold.
         frame[f"{key}_best"] = best_flags([float(m) for m in frame[f"{key}_mean"]])
     _correct(frame, [*metrics, "avg"], CORRECTIONS[ablation.correction])
+    for key, baseline in chance_scores(ablation).items():
+        # At chance: no better than the benchmark's most frequent training answer given to every item.
+        frame[f"{key}_at_chance"] = [bool(mean <= baseline + 1e-9) for mean in frame[f"{key}_mean"].fillna(np.inf)]
     # Nullable ints: a cost is an integer when known and empty (not 1.0e9 or "nan") when not.
     paired = {f"{key}_n_paired": "Int64" for key in [*metrics, "avg"]}
     return frame.astype({**{c.name: "Int64" for c in COST_COLUMNS if c.integer}, **paired})
@@ -123,7 +128,10 @@ def write_all_tables(results_dir: StrPath) -> TablesReport:
         report.warnings += [f"{axis}: {warning}" for warning in warnings]
         curves, curve_warnings = read_loss_curves(_loss_logs(root, axis, plan, runs))
         report.warnings += [f"{axis}: {warning}" for warning in curve_warnings]
-        renderers = _renderers(axis, plan, runs, summary, curves)
+        collapses = collapsed([(run.arm, run.seed, record_path(root, axis, run.arm, run.run_id).with_suffix(
+            ".predictions.jsonl")) for arm_runs in _runs_by_arm(runs, plan.ablation.arms).values()
+            for run in arm_runs if run.done], list(plan.ablation.metrics))
+        renderers = _renderers(axis, plan, runs, summary, curves, collapses)
         for name, render in renderers.items():
             try:
                 report.written.append(atomic_write_bytes(root / "tables" / name, render()))
@@ -143,15 +151,15 @@ def write_tables(results_dir: StrPath) -> list[Path]:
 
 def _renderers(
     axis: str, plan: Plan, runs: list[RunRecord], summary: pd.DataFrame,
-    curves: dict[str, pd.DataFrame],
+    curves: dict[str, pd.DataFrame], collapses: list[Collapse],
 ) -> dict[str, Callable[[], bytes]]:
     """File name -> renderer of its bytes, for the five outputs of one axis."""
     from vlmlab.results.plots import loss_png, scores_png
 
     return {
-        f"{axis}.md": lambda: markdown_from_summary(plan, summary, runs).encode(),
+        f"{axis}.md": lambda: markdown_from_summary(plan, summary, runs, collapses).encode(),
         f"{axis}.csv": lambda: csv_from_summary(plan, summary).encode(),
-        f"{axis}.tex": lambda: latex_from_summary(plan, summary, runs).encode(),
+        f"{axis}.tex": lambda: latex_from_summary(plan, summary, runs, collapses).encode(),
         f"{axis}.png": lambda: scores_png(plan, summary),
         f"{axis}_loss.png": lambda: loss_png(plan, curves),
     }

@@ -211,6 +211,21 @@ def benchmark_metrics(spec: AblationSpec, jobs: list[Job]) -> dict[str, str]:
     return {name: metrics[name] for name in spec.metrics}
 
 
+def chance_of(spec: AblationSpec, jobs: list[Job]) -> dict[str, dict[str, object]]:
+    """Each benchmark's chance baseline (vlmlab.eval.chance) on the test items of the control arm's config: its
+    data is read (and cached) here, as its runs will read it."""
+    from vlmlab.eval.chance import chance_baselines  # the data and its libraries: only for a sweep that trains
+    from vlmlab.train.pipeline import DataPipeline
+
+    cfg = next(job for job in jobs if job.run.arm == spec.control).config
+    pipeline = DataPipeline.of(cfg)
+    suite, splits = pipeline.suite, pipeline.splits
+    metrics = {name: suite.task_metrics()[name] for name in spec.metrics}
+    baselines = chance_baselines(splits["train"], splits[cfg.eval.split], metrics, cfg.eval.limit_per_task,
+                                 suite.context_tasks())
+    return {name: {"answer": b.answer, "score": b.score} for name, b in baselines.items()}
+
+
 def _check_distinct(spec: AblationSpec, job: Job, first: Mapping[str, Job]) -> None:
     """Refuse a job whose run_id an earlier job of another arm already has: the same run planned twice."""
     if (other := first.get(job.run_id)) is not None and other.run.arm != job.run.arm:
