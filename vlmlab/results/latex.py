@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 
 from vlmlab.results.provenance import provenance_lines
-from vlmlab.results.collapse import Collapse, collapse_lines
+from vlmlab.results.answers import Collapse, collapse_lines
 from vlmlab.results.render import COLLAPSED, MARK, Style, caption, failure_lines, table_cells
 from vlmlab.run_record import Plan, PlannedAblation, RunRecord
 

@@ -22,8 +22,9 @@ from vlmlab.results.columns import (
 from vlmlab.eval.metrics import METRIC_LABELS
 from vlmlab.results.corrections import CORRECTIONS
 from vlmlab.results.provenance import provenance_lines
+from vlmlab.results.bootstrap import RESAMPLES
 from vlmlab.results.chance import chance_scores
-from vlmlab.results.collapse import Collapse, collapse_lines
+from vlmlab.results.answers import Collapse, collapse_lines
 from vlmlab.results.records import run_sort_key
 from vlmlab.results.stats import ALPHA, t_ppf
 from vlmlab.run_record import Plan, PlannedAblation, RunRecord
@@ -68,8 +69,10 @@ def markdown_from_summary(
     header, rows = table_cells(ablation, summary, MARKDOWN)
     blocks.append(_markdown_table(header, rows))
     if (summary["n_done"] > 0).any():
+        test = ("the paired item bootstrap (benchmarks) or t-test over seeds (Avg.)" if item_tested(ablation, summary)
+                else "the paired t-test")
         blocks.append("95% confidence interval of each mean over seeds (Student t, n − 1 df; none "
-                      "from one seed) and p of the paired t-test of Δ against the control:")
+                      f"from one seed) and p of {test} of Δ against the control:")
         blocks.append(_markdown_table(*_interval_cells(ablation, summary)))
     if collapses:
         blocks.append(COLLAPSED + "\n\n" + "\n".join(collapse_lines(list(collapses))))
@@ -150,9 +153,12 @@ def _test_sentences(ablation: PlannedAblation, summary: pd.DataFrame) -> list[st
     lines = []
     if tested:
         counts = f"{tested[0]}" if len(tested) == 1 else f"{tested[0]} to {tested[-1]}"
-        lines.append(f"`{MARK}`: p < {ALPHA:g} in a two-sided paired t-test of the arm against the "
-                     f"control over the seeds both finished ({counts} paired seeds per arm)"
-                     f"{_correction_clause(ablation, summary)}.")
+        if item_tested(ablation, summary):
+            lines.append(_item_test_sentence(ablation, summary, counts))
+        else:
+            lines.append(f"`{MARK}`: p < {ALPHA:g} in a two-sided paired t-test of the arm against the "
+                         f"control over the seeds both finished ({counts} paired seeds per arm)"
+                         f"{_correction_clause(ablation, summary)}.")
         lines.append(f"With {tested[0]} paired seeds that needs |t| > {t_ppf(0.975, tested[0] - 1):.2f} "
                      f"({tested[0] - 1} df).")
         if any(summary[f"{k}_zero_spread"].any() for k in keys):
@@ -222,6 +228,25 @@ def _interval_cells(ablation: PlannedAblation, summary: pd.DataFrame) -> tuple[l
         rows.append([MARKDOWN.text(name),
                      *(_interval_cell(row, key, ablation.correction != "none") for key in keys)])
     return header, rows
+
+
+def item_tested(ablation: PlannedAblation, summary: pd.DataFrame) -> bool:
+    """Whether the table's benchmarks were tested over items (every done run saved its item scores)."""
+    return bool(ablation.metrics) and f"{ablation.metrics[0]}_detectable" in summary
+
+
+def _item_test_sentence(ablation: PlannedAblation, summary: pd.DataFrame, counts: str) -> str:
+    """How a benchmark's Δ was tested over items, and the smallest Δ each benchmark could show."""
+    compared = summary[~summary["is_control"] & (summary["n_done"] > 0)]
+    items = sorted({int(n) for k in ablation.metrics for n in compared[f"{k}_items"].dropna()})
+    span = f"{items[0]}" if len(items) == 1 else f"{items[0]} to {items[-1]}"
+    detectable = ", ".join(f"{k} {number(compared[f'{k}_detectable'].median())}" for k in ablation.metrics
+                           if compared[f"{k}_detectable"].notna().any())
+    return (f"`{MARK}`: p < {ALPHA:g} in a two-sided paired bootstrap over the test items of the seeds both "
+            f"finished ({RESAMPLES:,} resamples of the items within each seed; {counts} paired seeds and {span} "
+            f"items per arm and benchmark; Avg. by a paired t-test over seeds){_correction_clause(ablation, summary)}. "
+            f"The smallest Δ these seeds and items detect with 80% power at p < {ALPHA:g} (before the correction; "
+            f"the median over arms), in points: {detectable}.")
 
 
 def _correction_clause(ablation: PlannedAblation, summary: pd.DataFrame) -> str:

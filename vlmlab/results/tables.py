@@ -32,7 +32,8 @@ from vlmlab.results.records import (
     run_sort_key,
 )
 from vlmlab.results.chance import chance_scores
-from vlmlab.results.collapse import Collapse, collapsed
+from vlmlab.results.answers import Collapse, RunAnswers, collapsed, read_answers
+from vlmlab.results.bootstrap import paired_bootstrap
 from vlmlab.results.columns import COST_COLUMNS
 from vlmlab.results.corrections import CORRECTIONS, Correction
 from vlmlab.results.latex import latex_from_summary
@@ -46,8 +47,10 @@ log = logging.getLogger(__name__)
 Scores = dict[str, list[tuple[str, float]]]
 
 
-def summarise(plan: Plan, runs: list[RunRecord]) -> pd.DataFrame:
-    """One row per arm, in plan order: run counts, statistics and tests per metric and Avg., costs."""
+def summarise(plan: Plan, runs: list[RunRecord], answers: list[RunAnswers] | None = None) -> pd.DataFrame:
+    """One row per arm, in plan order: run counts, statistics and tests per metric and Avg., costs. With the runs'
+    `answers` and every done run's item scores among them, each benchmark is tested over items (a paired
+    bootstrap) rather than over seeds."""
     ablation = plan.ablation
     metrics = list(ablation.metrics)
     by_arm = _runs_by_arm(runs, ablation.arms)
@@ -61,6 +64,8 @@ def summarise(plan: Plan, runs: list[RunRecord]) -> pd.DataFrame:
     for key in [*metrics, "avg"]:
         # Higher is better for every score the suite reports; ties are all bold.
         frame[f"{key}_best"] = best_flags([float(m) for m in frame[f"{key}_mean"]])
+    if (items := _item_scores(by_arm, answers or [], metrics)) is not None:
+        _test_items(frame, metrics, items, ablation.control)
     _correct(frame, [*metrics, "avg"], CORRECTIONS[ablation.correction])
     for key, baseline in chance_scores(ablation).items():
         # At chance: no better than the benchmark's most frequent training answer given to every item.
@@ -68,6 +73,38 @@ def summarise(plan: Plan, runs: list[RunRecord]) -> pd.DataFrame:
     # Nullable ints: a cost is an integer when known and empty (not 1.0e9 or "nan") when not.
     paired = {f"{key}_n_paired": "Int64" for key in [*metrics, "avg"]}
     return frame.astype({**{c.name: "Int64" for c in COST_COLUMNS if c.integer}, **paired})
+
+
+ItemScores = dict[str, dict[str, dict[str, list[float]]]]  # arm -> benchmark -> pairing key of a seed -> scores
+
+
+def _item_scores(by_arm: dict[str, list[RunRecord]], answers: list[RunAnswers], metrics: list[str]) -> ItemScores | None:
+    """Per arm, benchmark and seed, the item scores of the done runs; None unless every done run has them for every
+    benchmark (a table tests all its arms one way)."""
+    scored = {(a.arm, json.dumps(a.seed, sort_keys=True)): a.scores for a in answers}
+    items: ItemScores = {}
+    for arm, arm_runs in by_arm.items():
+        for run in (r for r in arm_runs if r.done):
+            scores = scored.get((arm, key := json.dumps(run.seed, sort_keys=True)))
+            if not scores or any(not scores.get(m) for m in metrics):
+                return None
+            for metric in metrics:
+                items.setdefault(arm, {}).setdefault(metric, {})[key] = scores[metric]
+    return items or None
+
+
+def _test_items(frame: pd.DataFrame, metrics: list[str], items: ItemScores, control: str) -> None:
+    """Replace each benchmark's seed-level test by the paired item bootstrap (vlmlab.results.bootstrap), and give
+    the difference it could detect (Avg. keeps the t-test over seeds: its items are not one population)."""
+    for metric in metrics:
+        tests = [None if arm == control else paired_bootstrap(items.get(arm, {}).get(metric, {}),
+                                                               items.get(control, {}).get(metric, {}))
+                 for arm in frame["arm"]]
+        frame[f"{metric}_p"] = [float("nan") if t is None else t.p for t in tests]
+        frame[f"{metric}_n_paired"] = [None if t is None else t.seeds for t in tests]
+        frame[f"{metric}_items"] = [None if t is None else t.items for t in tests]
+        frame[f"{metric}_detectable"] = [float("nan") if t is None else t.detectable for t in tests]
+        frame[f"{metric}_zero_spread"] = False  # a bootstrap has no degenerate case of the t-test's kind
 
 
 def _correct(frame: pd.DataFrame, keys: list[str], correction: Correction) -> None:
@@ -118,7 +155,10 @@ def write_all_tables(results_dir: StrPath) -> TablesReport:
         axis = plan_file.parent.name
         try:
             plan, runs, warnings = load_axis(root, axis)
-            summary = summarise(plan, runs)
+            answers = read_answers([(run.arm, run.seed, record_path(root, axis, run.arm, run.run_id).with_suffix(
+                ".predictions.jsonl")) for arm_runs in _runs_by_arm(runs, plan.ablation.arms).values()
+                for run in arm_runs if run.done])
+            summary = summarise(plan, runs, answers)
         except (OSError, RecordError) as exc:
             report.warnings.append(f"{axis}: no tables written: {exc}")
             continue
@@ -128,10 +168,7 @@ def write_all_tables(results_dir: StrPath) -> TablesReport:
         report.warnings += [f"{axis}: {warning}" for warning in warnings]
         curves, curve_warnings = read_loss_curves(_loss_logs(root, axis, plan, runs))
         report.warnings += [f"{axis}: {warning}" for warning in curve_warnings]
-        collapses = collapsed([(run.arm, run.seed, record_path(root, axis, run.arm, run.run_id).with_suffix(
-            ".predictions.jsonl")) for arm_runs in _runs_by_arm(runs, plan.ablation.arms).values()
-            for run in arm_runs if run.done], list(plan.ablation.metrics))
-        renderers = _renderers(axis, plan, runs, summary, curves, collapses)
+        renderers = _renderers(axis, plan, runs, summary, curves, collapsed(answers, list(plan.ablation.metrics)))
         for name, render in renderers.items():
             try:
                 report.written.append(atomic_write_bytes(root / "tables" / name, render()))
