@@ -87,5 +87,5 @@ def test_a_table_whose_runs_saved_item_scores_is_tested_over_items(tmp_path):
     markdown = (tmp_path / "tables" / f"{AXIS}.md").read_text()
     assert "paired bootstrap over the test items of the seeds both finished (10,000 resamples" in markdown
     assert "2 paired seeds and 200 items per arm and benchmark; Avg. by a paired t-test over seeds" in markdown
-    assert "detect with 80% power at p < 0.05 (before the correction; the median over arms), in points: vqa " in markdown
-    assert "vqa_detectable" not in summarise(plan, runs), "without item scores: the t-test over seeds"
+    assert "Power: the smallest Δ each test detects with 80% power at p < 0.05" in markdown and "points: vqa " in markdown
+    assert "vqa_items" not in summarise(plan, runs), "without item scores: the t-test over seeds"

@@ -161,6 +161,7 @@ def _test_sentences(ablation: PlannedAblation, summary: pd.DataFrame) -> list[st
                          f"{_correction_clause(ablation, summary)}.")
         lines.append(f"With {tested[0]} paired seeds that needs |t| > {t_ppf(0.975, tested[0] - 1):.2f} "
                      f"({tested[0] - 1} df).")
+        lines += _power_sentence(ablation, summary)
         if any(summary[f"{k}_zero_spread"].any() for k in keys):
             lines.append("Where an arm differs from the control by the same amount in every paired seed, the "
                          "differences have no spread: t is infinite, the test's degenerate case, left unmarked.")
@@ -232,7 +233,7 @@ def _interval_cells(ablation: PlannedAblation, summary: pd.DataFrame) -> tuple[l
 
 def item_tested(ablation: PlannedAblation, summary: pd.DataFrame) -> bool:
     """Whether the table's benchmarks were tested over items (every done run saved its item scores)."""
-    return bool(ablation.metrics) and f"{ablation.metrics[0]}_detectable" in summary
+    return bool(ablation.metrics) and f"{ablation.metrics[0]}_items" in summary
 
 
 def _item_test_sentence(ablation: PlannedAblation, summary: pd.DataFrame, counts: str) -> str:
@@ -240,13 +241,22 @@ def _item_test_sentence(ablation: PlannedAblation, summary: pd.DataFrame, counts
     compared = summary[~summary["is_control"] & (summary["n_done"] > 0)]
     items = sorted({int(n) for k in ablation.metrics for n in compared[f"{k}_items"].dropna()})
     span = f"{items[0]}" if len(items) == 1 else f"{items[0]} to {items[-1]}"
-    detectable = ", ".join(f"{k} {number(compared[f'{k}_detectable'].median())}" for k in ablation.metrics
-                           if compared[f"{k}_detectable"].notna().any())
     return (f"`{MARK}`: p < {ALPHA:g} in a two-sided paired bootstrap over the test items of the seeds both "
             f"finished ({RESAMPLES:,} resamples of the items within each seed; {counts} paired seeds and {span} "
-            f"items per arm and benchmark; Avg. by a paired t-test over seeds){_correction_clause(ablation, summary)}. "
-            f"The smallest Δ these seeds and items detect with 80% power at p < {ALPHA:g} (before the correction; "
-            f"the median over arms), in points: {detectable}.")
+            f"items per arm and benchmark; Avg. by a paired t-test over seeds){_correction_clause(ablation, summary)}.")
+
+
+def _power_sentence(ablation: PlannedAblation, summary: pd.DataFrame) -> list[str]:
+    """The smallest Δ each score's test could detect, so that a reader knows what no mark means."""
+    compared = summary[~summary["is_control"] & (summary["n_done"] > 0)]
+    keys = [*ablation.metrics, "avg"]
+    values = [f"{'Avg.' if k == 'avg' else k} {number(compared[f'{k}_detectable'].median())}" for k in keys
+              if f"{k}_detectable" in compared and compared[f"{k}_detectable"].notna().any()]
+    if not values:
+        return []
+    return [f"Power: the smallest Δ each test detects with 80% power at p < {ALPHA:g}, given its seeds (and items) "
+            f"and the spread of their differences (each test on its own; the median over arms), in points: "
+            f"{', '.join(values)}."]
 
 
 def _correction_clause(ablation: PlannedAblation, summary: pd.DataFrame) -> str:

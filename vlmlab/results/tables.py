@@ -38,7 +38,7 @@ from vlmlab.results.columns import COST_COLUMNS
 from vlmlab.results.corrections import CORRECTIONS, Correction
 from vlmlab.results.latex import latex_from_summary
 from vlmlab.results.render import TUNED_PREFIX, csv_from_summary, markdown_from_summary
-from vlmlab.results.stats import ALPHA, best_flags, describe, paired_by_seed
+from vlmlab.results.stats import ALPHA, PairedTest, best_flags, describe, paired_by_seed, t_ppf
 from vlmlab.run_record import Plan, PlannedAblation, RunRecord
 
 log = logging.getLogger(__name__)
@@ -313,7 +313,18 @@ def _score_columns(
         # A difference with no spread across seeds (t infinite) is the test's degenerate case, not evidence:
         # with two seeds it happens by coincidence, so it is reported but never marked (_correct marks the rest).
         f"{key}_zero_spread": bool(tested and test.zero_spread),
+        f"{key}_detectable": _detectable(test) if tested else float("nan"),
     }
+
+
+def _detectable(test: PairedTest) -> float:
+    """The smallest |Δ| a paired t-test over this many seeds, with the spread of their differences, detects with
+    80% power at p < ALPHA: (t of the two-sided level + t of the power) times the standard error of the mean
+    difference. NaN where the differences have no spread."""
+    if not np.isfinite(test.t) or test.t == 0:
+        return float("nan")
+    df = test.n - 1
+    return (t_ppf(1 - ALPHA / 2, df) + t_ppf(0.8, df)) * abs(test.mean_diff / test.t)
 
 
 def _pairable(scores: list[tuple[str, float]]) -> dict[str, float]:
