@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -13,6 +14,7 @@ RUN = ["trainer.max_steps=4", "data.batch_size=4", "eval.limit_per_task=2", "eva
        "model/adapt@model.adapt.lm=frozen", "model/adapt@model.adapt.vision=lora", "checkpoint_every_n_steps=2"]
 
 
+@pytest.mark.slow  # past the make-test budget: in the slow tier, run by CI after `make test`
 def test_a_checkpoint_holds_the_trained_weights_only_and_resumes_to_the_same_answers(checkout, cache_dir):
     assert main(["train", f"paths.cache_dir={cache_dir}", *RUN, "checkpoint.keep=true",
                  "checkpoint.export_final=true"]) == 0

@@ -128,6 +128,7 @@ def test_a_signal_saves_a_checkpoint_and_exits_interrupted(checkout, cache_dir, 
     assert_same_run(outputs(checkout), reference)
 
 
+@pytest.mark.slow  # past the make-test budget: in the slow tier, run by CI after `make test`
 def test_sigterm_during_evaluation_keeps_the_training_cost(checkout, cache_dir, reference):
     child = interrupt("evaluation", 0, "SIGTERM", cache_dir, checkout)
     assert child.returncode == 128 + signal.SIGTERM, child.stderr[-2000:]
@@ -152,6 +153,7 @@ def test_a_finished_run_trained_again_keeps_its_cost_and_loss_log(checkout, cach
         assert again["record"]["cost"][key] == first["record"]["cost"][key], key
 
 
+@pytest.mark.slow  # past the make-test budget: in the slow tier, run by CI after `make test`
 def test_sigkill_in_the_first_of_two_stages(checkout, cache_dir, tmp_path_factory):
     """The second stage injects LoRA adapters, initialised from the global random stream: a resume must leave that
     stream where an uninterrupted run has it (no loader may draw from it), or the adapters start elsewhere."""

@@ -180,6 +180,7 @@ def test_k_shot_evaluation_runs_end_to_end(workspace, cache_dir, fusion):
     assert record["config"]["eval"]["shots"] == 2 and set(record["metrics"]) >= {"synth_count", "synth_vqa"}
 
 
+@pytest.mark.slow  # past the make-test budget: in the slow tier, run by CI after `make test`
 def test_an_unreachable_wandb_server_means_offline_not_a_failed_sweep(workspace, cache_dir, monkeypatch):
     """Online mode against a closed port: each run and the sweep's summary fall back to offline, within bounds."""
     import time
