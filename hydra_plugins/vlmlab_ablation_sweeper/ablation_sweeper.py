@@ -70,7 +70,7 @@ def _plan_meta(spec: AblationSpec, jobs: list[Job]) -> dict:
     tables name the metric and show the baseline, and read nothing but results/)."""
     meta = spec.meta() | {"metric_of": benchmark_metrics(spec, jobs)}
     try:
-        meta["chance"] = chance_of(spec, jobs)
+        meta["chance"] = chance_of(spec, jobs, meta["metric_of"])
     except Exception as err:  # the runs read the same data and report what is wrong with it; the table does without
         log.warning("ablation %s: no chance baselines (%s: %s)", spec.name, type(err).__name__, err)
     return meta

@@ -27,7 +27,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from vlmlab.errors import DivergedError
 from vlmlab.results.records import (
-    RecordError, atomic_write_text, is_done, loss_log_path, newer_schema, read_record, record_path, write_record,
+    ANSWERS, LOSS_LOG, RecordError, atomic_write_text, is_done, newer_schema, read_record, record_path, sibling_paths,
+    write_record,
 )
 from vlmlab.run_record import SCHEMA_VERSION, ArmLabel, Provenance, RunError, RunRecord
 from vlmlab.sweep.identity import run_id
@@ -128,9 +129,9 @@ def _train_and_record(cfg: DictConfig, rid: str, run_dir: Path, lock: RunLock, l
                 return "done"
             record.status, record.metrics, record.cost = "done", outcome.metrics, outcome.cost
             dataset_version = outcome.dataset_version
-            outputs[".metrics.csv"] = outcome.loss_log  # the loss curve: tables and plots need only results/
+            outputs[LOSS_LOG] = outcome.loss_log  # the loss curve: tables and plots need only results/
             # What the model answered: the first place to look when a score surprises.
-            outputs[".predictions.jsonl"] = "".join(json.dumps(p, sort_keys=True) + "\n" for p in outcome.predictions)
+            outputs[ANSWERS] = "".join(json.dumps(p, sort_keys=True) + "\n" for p in outcome.predictions)
         except RunInterrupted as stopped:
             log.warning("%s: %s; run the same command again to resume", label, stopped)
             raise
@@ -155,7 +156,7 @@ def _write_outputs(cfg: DictConfig, record: RunRecord, outputs: dict[str, str], 
     """Write the files beside the record, then the record; on any failure, report it and leave no orphan."""
     results = Path(cfg.paths.results_dir)
     path = record_path(results, cfg.ablation.name, cfg.ablation.arm, record.run_id)
-    siblings = {".metrics.csv": loss_log_path(path), ".predictions.jsonl": path.with_suffix(".predictions.jsonl")}
+    siblings = sibling_paths(path)
     if lock.lost:
         log.error("%s: another process took over this run while it trained; its record is left to that one", label)
         return "unsaved"

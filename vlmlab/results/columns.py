@@ -68,8 +68,8 @@ def human_flops(value: Any) -> str:
     return _scaled(value, ("K", "M", "G", "T", "P", "E"))
 
 
-def _number_or_nan(value: Any) -> float:
-    """A value as a float; anything absent or non-numeric is NaN."""
+def number_or_nan(value: Any) -> float:
+    """A value of a record (a score, a cost) as a float; anything absent or non-numeric is NaN."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return float("nan")
     return float(value)
@@ -77,13 +77,13 @@ def _number_or_nan(value: Any) -> float:
 
 def first(values: Sequence[Any]) -> int | None:
     """A size, which matches across seeds: the first done run's, as an integer."""
-    value = _number_or_nan(values[0]) if values else float("nan")
+    value = number_or_nan(values[0]) if values else float("nan")
     return None if np.isnan(value) else int(round(value))
 
 
 def mean(values: Sequence[Any]) -> float:
     """A measurement that varies from run to run: the mean over the arm's done runs that have it."""
-    return describe([_number_or_nan(v) for v in values]).mean
+    return describe([number_or_nan(v) for v in values]).mean
 
 
 def mean_int(values: Sequence[Any]) -> int | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from vlmlab.run_record import RunRecord
+from vlmlab.sweep.identity import hashes_to
 
 
 def conflicting_records(
@@ -30,11 +31,4 @@ def conflicting_records(
 
 def config_hashes_to_run_id(record: RunRecord) -> bool:
     """Whether the record's config gives its run_id under the sweep's run identity."""
-    try:
-        from omegaconf import OmegaConf
-
-        from vlmlab.sweep.identity import run_id
-
-        return run_id(OmegaConf.create(record.config)) == record.run_id
-    except Exception:  # any config the identity cannot digest is simply not proven genuine
-        return False
+    return hashes_to(record.config, record.run_id)

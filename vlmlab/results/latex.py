@@ -8,14 +8,12 @@ with LaTeX's own bold, ``$\\pm$``, minus and superscript marker. Needs ``\\usepa
 
 from __future__ import annotations
 
-from typing import Any
-
 import pandas as pd
 
 from vlmlab.results.provenance import provenance_lines
 from vlmlab.results.answers import Collapse, collapse_lines
 from vlmlab.results.render import COLLAPSED, MARK, Style, caption, failure_lines, table_cells
-from vlmlab.run_record import Plan, PlannedAblation, RunRecord
+from vlmlab.run_record import Plan, RunRecord
 
 # Characters that TeX would read as commands, or (in the default OT1 font encoding) print wrongly.
 _SPECIAL = {

@@ -17,13 +17,12 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from vlmlab.results.records import StrPath, atomic_write_text, loss_log_path, plan_path, record_path
+from vlmlab.results.records import StrPath, atomic_write_text, plan_path, record_path, sibling_paths
 from vlmlab.run_record import SCHEMA_VERSION, RecordError, RunRecord
-from vlmlab.sweep.identity import run_id
+from vlmlab.sweep.identity import hashes_to, run_id
 from vlmlab.train.schedules import upgrade_flat_optim
 
 Record = dict[str, Any]
-SIBLINGS = (".metrics.csv", ".predictions.jsonl")  # the files a run leaves beside its record
 
 
 def _optimizer_as_config(record: Record) -> Record:
@@ -44,20 +43,12 @@ def upgrade(record: Record) -> tuple[Record, bool]:
     version = record.get("schema_version")
     if not isinstance(version, int) or version > SCHEMA_VERSION or (version < SCHEMA_VERSION and version not in STEPS):
         raise RecordError(f"schema_version {version!r} cannot be migrated to {SCHEMA_VERSION}")
-    genuine = _hashes_to_its_id(record)
+    genuine = hashes_to(record.get("config"), record.get("run_id"))
     while record["schema_version"] < SCHEMA_VERSION:
         record = STEPS[record["schema_version"]](record) | {"schema_version": record["schema_version"] + 1}
     if genuine:
         record = record | {"run_id": run_id(OmegaConf.create(record["config"]))}
     return record, genuine
-
-
-def _hashes_to_its_id(record: Record) -> bool:
-    """Whether the record's config gives its run_id under the current identity."""
-    try:
-        return run_id(OmegaConf.create(record["config"])) == record["run_id"]
-    except Exception:  # a config the identity cannot digest is not vouched for
-        return False
 
 
 @dataclass
@@ -100,15 +91,15 @@ def migrate_results(results_dir: StrPath) -> MigrationReport:
 def _move(root: Path, old_path: Path, record: RunRecord) -> None:
     """Write `record` under its (new) path with its siblings, then remove the old files."""
     new_path = record_path(root, record.ablation.name, record.arm, record.run_id)
-    for suffix in SIBLINGS:
-        old_sibling = loss_log_path(old_path) if suffix == ".metrics.csv" else old_path.with_suffix(suffix)
-        if old_sibling.exists() and new_path != old_path:
-            new_sibling = new_path.with_name(new_path.stem + suffix)
-            atomic_write_text(new_sibling, old_sibling.read_text(encoding="utf-8"))
+    old_siblings, new_siblings = sibling_paths(old_path), sibling_paths(new_path)
+    if new_path != old_path:
+        for suffix, old_sibling in old_siblings.items():
+            if old_sibling.exists():
+                atomic_write_text(new_siblings[suffix], old_sibling.read_text(encoding="utf-8"))
     atomic_write_text(new_path, record.to_json())  # the record last: siblings never sit beside a missing record
     if new_path != old_path:
-        for suffix in SIBLINGS:
-            old_path.with_name(old_path.stem + suffix).unlink(missing_ok=True)
+        for old_sibling in old_siblings.values():
+            old_sibling.unlink(missing_ok=True)
         old_path.unlink()
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from vlmlab.results.duplicates import config_hashes_to_run_id, conflicting_records
-from vlmlab.run_record import SCHEMA_VERSION, Plan, PlannedAblation, PlannedRun, RecordError, RunRecord
+from vlmlab.run_record import SCHEMA_VERSION, Plan, PlannedRun, RecordError, RunRecord
 
 StrPath = str | os.PathLike[str]
 
@@ -176,9 +176,23 @@ def missing_record(axis: str, run: PlannedRun, problem: str | None = None) -> Ru
     return RunRecord.missing(axis, run.arm, run.run_id, run.seed, problem)
 
 
+# The files a run leaves beside its record: its loss log and its answers.
+LOSS_LOG, ANSWERS = ".metrics.csv", ".predictions.jsonl"
+
+
 def loss_log_path(record_file: StrPath) -> Path:
     """The Lightning CSV log (step, train/loss, ...) that the sweep copies beside a record."""
-    return Path(record_file).with_suffix(".metrics.csv")
+    return Path(record_file).with_suffix(LOSS_LOG)
+
+
+def answers_path(record_file: StrPath) -> Path:
+    """The answers (`.predictions.jsonl`, one JSON object per test item) that the sweep writes beside a record."""
+    return Path(record_file).with_suffix(ANSWERS)
+
+
+def sibling_paths(record_file: StrPath) -> dict[str, Path]:
+    """Each file a run leaves beside its record, by its suffix."""
+    return {LOSS_LOG: loss_log_path(record_file), ANSWERS: answers_path(record_file)}
 
 
 def run_sort_key(run: RunRecord) -> tuple[bool, int, str, str]:

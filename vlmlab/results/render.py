@@ -122,7 +122,7 @@ def caption(ablation: PlannedAblation, summary: pd.DataFrame) -> str:
         f"In parentheses: Δ, the arm's mean minus the control arm's ({ablation.control}), in points.",
         *_test_sentences(ablation, summary),
     ]
-    if chance := chance_scores(ablation):
+    if chance_scores(ablation):
         lines.append(f"{CHANCE_ROW}: the score of each benchmark's most frequent training answer given to every "
                      f"test item; {AT_CHANCE}: an arm's mean at or below it. Avg. is over all {n_metrics} benchmarks, "
                      "those at chance included.")

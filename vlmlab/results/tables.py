@@ -25,6 +25,7 @@ import pandas as pd
 from vlmlab.results.records import (
     RecordError,
     StrPath,
+    answers_path,
     atomic_write_bytes,
     load_axis,
     loss_log_path,
@@ -34,12 +35,12 @@ from vlmlab.results.records import (
 from vlmlab.results.chance import chance_scores
 from vlmlab.results.answers import Collapse, RunAnswers, collapsed, read_answers
 from vlmlab.results.bootstrap import paired_bootstrap
-from vlmlab.results.columns import COST_COLUMNS
+from vlmlab.results.columns import COST_COLUMNS, number_or_nan
 from vlmlab.results.corrections import CORRECTIONS, Correction
 from vlmlab.results.latex import latex_from_summary
 from vlmlab.results.render import TUNED_PREFIX, csv_from_summary, markdown_from_summary
 from vlmlab.results.stats import ALPHA, PairedTest, best_flags, describe, paired_by_seed, t_ppf
-from vlmlab.run_record import Plan, PlannedAblation, RunRecord
+from vlmlab.run_record import Plan, RunRecord
 
 log = logging.getLogger(__name__)
 
@@ -81,11 +82,11 @@ ItemScores = dict[str, dict[str, dict[str, list[float]]]]  # arm -> benchmark ->
 def _item_scores(by_arm: dict[str, list[RunRecord]], answers: list[RunAnswers], metrics: list[str]) -> ItemScores | None:
     """Per arm, benchmark and seed, the item scores of the done runs; None unless every done run has them for every
     benchmark (a table tests all its arms one way)."""
-    scored = {(a.arm, json.dumps(a.seed, sort_keys=True)): a.scores for a in answers}
+    scored = {(a.arm, _seed_key(a.seed)): a.scores for a in answers}
     items: ItemScores = {}
     for arm, arm_runs in by_arm.items():
         for run in (r for r in arm_runs if r.done):
-            scores = scored.get((arm, key := json.dumps(run.seed, sort_keys=True)))
+            scores = scored.get((arm, key := _seed_key(run.seed)))
             if not scores or any(not scores.get(m) for m in metrics):
                 return None
             for metric in metrics:
@@ -155,9 +156,9 @@ def write_all_tables(results_dir: StrPath) -> TablesReport:
         axis = plan_file.parent.name
         try:
             plan, runs, warnings = load_axis(root, axis)
-            answers = read_answers([(run.arm, run.seed, record_path(root, axis, run.arm, run.run_id).with_suffix(
-                ".predictions.jsonl")) for arm_runs in _runs_by_arm(runs, plan.ablation.arms).values()
-                for run in arm_runs if run.done])
+            answers = read_answers([(run.arm, run.seed, answers_path(record_path(root, axis, run.arm, run.run_id)))
+                                    for arm_runs in _runs_by_arm(runs, plan.ablation.arms).values()
+                                    for run in arm_runs if run.done])
             summary = summarise(plan, runs, answers)
         except (OSError, RecordError) as exc:
             report.warnings.append(f"{axis}: no tables written: {exc}")
@@ -222,12 +223,17 @@ def _runs_by_arm(runs: list[RunRecord], arms: list[str]) -> dict[str, list[RunRe
     return {arm: sorted(arm_runs, key=run_sort_key) for arm, arm_runs in grouped.items()}
 
 
+def _seed_key(seed: Any) -> str:
+    """A seed as the hashable key that pairs an arm's run with the control's."""
+    return json.dumps(seed, sort_keys=True)
+
+
 def _arm_scores(runs: list[RunRecord], metrics: list[str]) -> Scores:
     """Per metric and Avg., the (seed, score) of each of the arm's done runs."""
     done = [run for run in runs if run.done]
-    seeds = [json.dumps(run.seed, sort_keys=True) for run in done]  # a hashable pairing key
+    seeds = [_seed_key(run.seed) for run in done]
     scores = np.array(
-        [[_score(run.metrics.get(m)) for m in metrics] for run in done], dtype=float
+        [[number_or_nan(run.metrics.get(m)) for m in metrics] for run in done], dtype=float
     ).reshape(len(done), len(metrics))
     by_key = {m: list(zip(seeds, scores[:, j].tolist())) for j, m in enumerate(metrics)}
     # The paper's Avg. score: each run's plain mean over the tasks first, then over seeds. A run
@@ -235,13 +241,6 @@ def _arm_scores(runs: list[RunRecord], metrics: list[str]) -> Scores:
     per_run = scores.mean(axis=1) if metrics else np.full(len(done), np.nan)
     by_key["avg"] = list(zip(seeds, per_run.tolist()))
     return by_key
-
-
-def _score(value: Any) -> float:
-    """A metric value as a float; anything absent or non-numeric is NaN."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return float("nan")
-    return float(value)
 
 
 def _row(

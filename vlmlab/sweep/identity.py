@@ -37,3 +37,12 @@ def run_id(cfg: DictConfig) -> str:
     """12 hex characters identifying the run's science: same config, same id, wherever it runs."""
     payload = json.dumps(science_config(cfg), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+def hashes_to(config: Any, rid: Any) -> bool:
+    """Whether `config` (a record's plain-data config) gives `rid` under this identity; a config the identity cannot
+    digest is not vouched for."""
+    try:
+        return run_id(OmegaConf.create(config)) == rid
+    except Exception:
+        return False

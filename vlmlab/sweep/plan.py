@@ -211,18 +211,18 @@ def benchmark_metrics(spec: AblationSpec, jobs: list[Job]) -> dict[str, str]:
     return {name: metrics[name] for name in spec.metrics}
 
 
-def chance_of(spec: AblationSpec, jobs: list[Job]) -> dict[str, dict[str, object]]:
-    """Each benchmark's chance baseline (vlmlab.eval.chance) on the test items of the control arm's config: its
-    data is read (and cached) here, as its runs will read it."""
+def chance_of(spec: AblationSpec, jobs: list[Job], metric_of: Mapping[str, str]) -> dict[str, dict[str, object]]:
+    """Each benchmark's chance baseline (vlmlab.eval.chance), scored with its metric (`metric_of`, from
+    benchmark_metrics) on the test items of the control arm's config: its data is read (and cached) here, as its
+    runs will read it."""
     from vlmlab.eval.chance import chance_baselines  # the data and its libraries: only for a sweep that trains
     from vlmlab.train.pipeline import DataPipeline
 
     cfg = next(job for job in jobs if job.run.arm == spec.control).config
     pipeline = DataPipeline.of(cfg)
-    suite, splits = pipeline.suite, pipeline.splits
-    metrics = {name: suite.task_metrics()[name] for name in spec.metrics}
-    baselines = chance_baselines(splits["train"], splits[cfg.eval.split], metrics, cfg.eval.limit_per_task,
-                                 suite.context_tasks())
+    splits = pipeline.splits
+    baselines = chance_baselines(splits["train"], splits[cfg.eval.split], metric_of, cfg.eval.limit_per_task,
+                                 pipeline.suite.context_tasks())
     return {name: {"answer": b.answer, "score": b.score} for name, b in baselines.items()}
 
 

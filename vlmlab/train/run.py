@@ -68,7 +68,6 @@ class _Trained:
     pipeline: DataPipeline
     collator: VLMCollator
     images: ImageProcessor
-    stages: list[Stage]
     stage_costs: list[Cost]
     loggers: list
     loss_rows: list[Row]
@@ -251,7 +250,7 @@ def _train(cfg: DictConfig, run_dir: Path, run_id: str, stop: StopRequest | None
     if (weights := full_weights(result.strategy)) is not None:
         model = build_model(cfg, stages, tokenizer, upto=len(stages) - 1, speed=False)
         model.load_state_dict({key.removeprefix("model."): value for key, value in weights.items()})
-    return _Trained(model, pipeline, result.collator, result.images, stages, stage_costs, loggers, loss_rows,
+    return _Trained(model, pipeline, result.collator, result.images, stage_costs, loggers, loss_rows,
                     result.strategy.is_global_zero)
 
 
@@ -291,7 +290,7 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, run_id: str,
     model.to(training_device(cfg.trainer))  # Lightning hands the model back on the CPU after fit
     if (cfg.get("checkpoint") or {}).get("export_final"):
         export_trainable(model, run_dir / "final.safetensors")
-    stages, stage_costs, loggers = trained.stages, trained.stage_costs, trained.loggers
+    stage_costs, loggers = trained.stage_costs, trained.loggers
     test = limit_per_task(pipeline.examples(images, cfg.eval.split), cfg.eval.limit_per_task)
     tasks = set(cfg.eval.tasks or spec.task_metrics())  # null: every benchmark the suite scores
     test = [ex for ex in test if ex.task in tasks]
