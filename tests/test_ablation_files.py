@@ -143,6 +143,7 @@ def test_every_shipped_file_fits_the_schema():
         file = read_ablation_file(ROOT / "ablations" / f"{name}.yaml")
         spec = load_ablation(ROOT / "ablations", name)
         assert spec.seeds and spec.metrics and spec.control in spec.arms, name  # every shipped file names its own
+        assert len(set(spec.seeds)) >= 3, name  # a paired t-test over seeds with at least 2 df
         assert spec.arms == {arm: tuple(overrides) for arm, overrides in file.arms.items()}
 
 
@@ -161,12 +162,13 @@ def test_seeds_and_metrics_default_from_the_run_config_and_its_suite(tmp_path, c
     benchmarks = tuple(instantiate(suite).task_metrics())
     assert benchmarks and with_run_defaults(spec, compose_fn).meta()["metrics"] == list(benchmarks)
     jobs = plan_sweep(spec, compose_fn)
-    assert [(job.run.arm, job.run.seed) for job in jobs] == [("mlp", 0)]  # conf/train.yaml's `seed`
+    # three seeds from conf/train.yaml's `seed` on
+    assert [(job.run.arm, job.run.seed) for job in jobs] == [("mlp", 0), ("mlp", 1), ("mlp", 2)]
     # The run config as the sweep's command line makes it: its seed, and the benchmarks its eval.tasks names.
     extra = ("seed=3", "eval.tasks=[synth_count,synth_ocr]")
     resolved = with_run_defaults(spec, compose_fn, extra)
-    assert resolved.seeds == (3,) and resolved.metrics == ("synth_count", "synth_ocr")
-    assert [job.config.seed for job in plan_sweep(spec, compose_fn, extra)] == [3]
+    assert resolved.seeds == (3, 4, 5) and resolved.metrics == ("synth_count", "synth_ocr")
+    assert [job.config.seed for job in plan_sweep(spec, compose_fn, extra)] == [3, 4, 5]
     assert spec.tune.seed == 0  # the default run config's seed: `vlmlab tune` needs one before composing
 
 

@@ -89,3 +89,25 @@ def test_a_table_whose_runs_saved_item_scores_is_tested_over_items(tmp_path):
     assert "2 paired seeds and 200 items per arm and benchmark; Avg. by a paired t-test over seeds" in markdown
     assert "Power: the smallest Δ each test detects with 80% power at p < 0.05" in markdown and "points: vqa " in markdown
     assert "vqa_items" not in summarise(plan, runs), "without item scores: the t-test over seeds"
+
+
+def test_the_default_seeds_and_items_detect_5_points_on_synth_vqa(make_cfg):
+    """The defaults (three seeds; eval.limit_per_task items of each benchmark, as many as the suite draws) detect
+    a 5-point difference when items disagree as the committed synth_vqa answers did at worst (variance 0.33 of
+    the per-item difference, i.e. two arms disagreeing on a third of the items)."""
+    from vlmlab.sweep.plan import DEFAULT_SEEDS
+
+    cfg = make_cfg()
+    items = min(cfg.eval.limit_per_task, cfg.data.suite.eval_images)
+    rng = np.random.Generator(np.random.PCG64(3))
+    arm, control = {}, {}
+    for s in range(DEFAULT_SEEDS):
+        control[s] = 100.0 * (rng.random(items) < 0.5)
+        flip = rng.random(items) < 0.33  # the arm answers the other way on a third of the items
+        arm[s] = np.where(flip, 100.0 - control[s], control[s])
+    result = paired_bootstrap(arm, control, resamples=2000)
+    assert result.items == DEFAULT_SEEDS * items
+    assert result.detectable <= 5.0, result.detectable
+    # and the old defaults (two seeds of 100 items) could not
+    old = paired_bootstrap({s: arm[s][:100] for s in (0, 1)}, {s: control[s][:100] for s in (0, 1)}, resamples=2000)
+    assert old.detectable > 10.0, old.detectable

@@ -48,7 +48,7 @@ class AblationFile:
     question: str = MISSING
     control: str = MISSING  # the arm every other arm is compared with
     arms: Dict[str, List[str]] = MISSING  # arm name -> its Hydra overrides
-    seeds: Optional[List[int]] = None  # None: the run config's `seed`
+    seeds: Optional[List[int]] = None  # None: three seeds from the run config's `seed` on (plan.DEFAULT_SEEDS)
     metrics: Optional[List[str]] = None  # None: every benchmark the run config's suite scores (or its eval.tasks)
     common: Optional[List[str]] = None  # overrides before every arm's own
     paper_table: Optional[str] = None

@@ -243,9 +243,15 @@ def _compose_arm(spec: AblationSpec, arm: str, overrides: list[str], compose: Co
         raise AblationError(f"{spec.path}: arm '{arm}': {culprit}: {err}") from None
 
 
+# Seeds of a file that names none: with fewer, the paired t-test over seeds has one degree of freedom or none, and
+# the seed-to-seed spread (which items alone do not show) goes unmeasured.
+DEFAULT_SEEDS = 3
+
+
 def with_run_defaults(spec: AblationSpec, compose: Compose, extra: tuple[str, ...] = ()) -> AblationSpec:
     """`spec` with the seeds and metrics its file leaves out taken from its control arm's run config (with `extra`):
-    the run's `seed`, and the benchmarks the suite scores (those of eval.tasks, where it names some)."""
+    DEFAULT_SEEDS seeds from the run's `seed` on, and the benchmarks the suite scores (those of eval.tasks, where it
+    names some)."""
     if spec.seeds is not None and spec.metrics is not None:
         return spec
     where = f"{spec.path}: arm '{spec.control}'"
@@ -256,7 +262,8 @@ def with_run_defaults(spec: AblationSpec, compose: Compose, extra: tuple[str, ..
         suite = instantiate_group("data.suite", cfg.data.suite)
     except ConfigError as err:
         raise AblationError(f"{where}: {err}") from None
-    return spec.with_defaults(seeds=(seed,), metrics=tuple(cfg.eval.tasks or suite.task_metrics()))
+    return spec.with_defaults(seeds=tuple(range(seed, seed + DEFAULT_SEEDS)),
+                              metrics=tuple(cfg.eval.tasks or suite.task_metrics()))
 
 
 def plan_sweep(
