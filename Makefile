@@ -1,4 +1,4 @@
-# vlmlab: `make sweep AXIS=connector`, `make tune AXIS=connector`, `make prefetch AXIS=connector`, `make tables`, `make test`. Every target installs what it needs first.
+# vlmlab: `make pretrain`, `make sweep AXIS=connector`, `make tune AXIS=connector`, `make prefetch AXIS=connector`, `make tables`, `make test`. Every target installs what it needs first.
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -13,7 +13,7 @@ ARGS ?=
 # Trials per arm for `make tune`; empty: the ablation file's `tune.trials`, else 6.
 TRIALS ?=
 
-.PHONY: install sweep prefetch tune tables migrate sync status test test-slow test-gpu bench bench-gpu clean-outputs
+.PHONY: install sweep pretrain prefetch tune tables migrate sync status test test-slow test-gpu bench bench-gpu clean-outputs
 
 install: $(STAMP)
 
@@ -27,6 +27,10 @@ $(STAMP): pyproject.toml
 
 sweep: install
 	$(BIN)/vlmlab sweep $(AXIS) $(ARGS)
+
+pretrain: install
+	# the zoo's pretrained tiny backbones (conf/zoo/), built once into paths.zoo_dir; a sweep builds those it needs
+	$(BIN)/vlmlab pretrain $(ARGS)
 
 prefetch: install
 	# what the sweep's runs read from the hub, into the Hugging Face cache, for nodes with HF_HUB_OFFLINE=1

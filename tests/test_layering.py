@@ -16,9 +16,10 @@ ROOT = Path(vlmlab.__file__).parent
 # its own rank and those below. `run_record` is the typed contract every stage fills or reads, so it is at the
 # bottom with the errors. The spec and plan (`sweep`) read the configs the way training will (its budget, stages,
 # parallel layout: vlmlab.train's config readers), so they sit above `train`; the records check a run's identity
-# (`sweep.identity`); `launch` runs the plan and writes the records, so it comes after them.
-RANKS = {"errors": 0, "run_record": 0, "models": 1, "data": 2, "eval": 3, "train": 4, "sweep": 5, "results": 6,
-         "launch": 7, "tune": 8, "cli": 9, "bench": 9}
+# (`sweep.identity`); `launch` runs the plan and writes the records, so it comes after them. `pretrain` builds the
+# zoo's backbones from models and data with train's schedules; `launch` runs it before the sweeps that need them.
+RANKS = {"errors": 0, "run_record": 0, "models": 1, "data": 2, "eval": 3, "train": 4, "pretrain": 5, "sweep": 6,
+         "results": 7, "launch": 8, "tune": 9, "cli": 10, "bench": 10}
 
 
 def _modules() -> dict[str, Path]:

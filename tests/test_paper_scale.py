@@ -171,14 +171,15 @@ def test_vision_backbone_arms_differ_in_tower_and_resolution(planned):
     for arm, run in planned["vision_backbone"].items():
         size = run.config.data.image.size
         seen[arm] = (type(run.model.vision.encoder).__name__, size, run.model.vision.grid(size, size))
-    assert seen == {"clip": ("CLIPVisionModel", 224, (16, 16)), "siglip": ("SiglipVisionModel", 378, (27, 27)),
-                    "dinov2": ("Dinov2Model", 224, (16, 16))}
+    # each family's arm at tiny scale loads the paper's encoder of that family (the zoo's levels are no rows)
+    assert seen == {"random_clip": ("CLIPVisionModel", 224, (16, 16)),
+                    "vit_s": ("SiglipVisionModel", 378, (27, 27)), "random_dinov2": ("Dinov2Model", 224, (16, 16))}
 
 
 def test_lm_backbone_compares_llama_1_and_mistral_under_cross_attention(planned):
     jobs = planned["lm_backbone"]
-    assert set(jobs) == {"llama", "mistral"}  # qwen2 is no row of Table 1
-    for arm, expected in (("llama", "LlamaForCausalLM"), ("mistral", "MistralForCausalLM")):
+    assert set(jobs) == {"lm_s", "lm_m"}  # the weaker and the stronger LM; the levels are no rows of Table 1
+    for arm, expected in (("lm_s", "LlamaForCausalLM"), ("lm_m", "MistralForCausalLM")):
         model = jobs[arm].model
         assert type(model.lm.model).__name__ == expected
         assert type(model.vision.encoder).__name__ == "CLIPVisionModel"

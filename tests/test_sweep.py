@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
 import vlmlab.train.run as run_module
@@ -68,14 +69,14 @@ def test_sweep_trains_records_tabulates_then_skips_done_runs(workspace, cache_di
         ("broken", 0): "failed", ("broken", 1): "failed",
     }
     done = found[("mlp", 0)]
-    assert set(done["metrics"]) == {"synth_ocr", "synth_count", "synth_wide", "synth_caption", "synth_vqa"}
+    assert set(done["metrics"]) == {"synth_ocr", "synth_count", "synth_wide", "synth_caption", "synth_vqa", "synth_know"}
     assert done["cost"]["visual_tokens_per_image"] == 64 and found[("pixel_shuffle", 0)]["cost"]["visual_tokens_per_image"] == 16
     assert done["cost"]["params_trainable"] == done["cost"]["params_total"] > 0
     assert done["cost"]["train_steps"] == 3 and done["provenance"]["packages"]["torch"]
     assert done["config"]["ablation"]["command"] == f"vlmlab sweep toy paths.cache_dir={cache_dir}"  # what was typed
     assert "Invalid beta parameter" in found[("broken", 0)]["error"]["message"]
     answers = [json.loads(line) for line in done["_path"].with_suffix(".predictions.jsonl").read_text().splitlines()]
-    assert len(answers) == 10 and {"task", "prompt", "answer", "prediction", "score"} <= set(answers[0])  # 2 per task
+    assert len(answers) == 12 and {"task", "prompt", "answer", "prediction", "score"} <= set(answers[0])  # 2 per task
     by_task = {}
     for answer in answers:
         by_task.setdefault(answer["task"], []).append(answer["score"])
@@ -131,14 +132,22 @@ def test_bad_arm_fails_before_training_and_writes_nothing(workspace, cache_dir, 
     assert not (workspace / "results").exists()
 
 
+@pytest.mark.slow  # 53 arms, 130 s: in the slow tier, run by CI after `make test`
 def test_every_arm_of_every_shipped_ablation_trains_and_evaluates(tmp_path, cache_dir, monkeypatch):
     """The every-experiment-config smoke test: each arm of each file in ablations/ runs a few steps."""
     from .conftest import ROOT
     from vlmlab.sweep.ablation import available
+    from .zoo_fixture import seed_zoo
 
     monkeypatch.chdir(tmp_path)
     ablations = tmp_path / "ablations"
     ablations.mkdir()
+    # The zoo's recipes read the suite (its held-out scenes), so the stand-in zoo is seeded on the sweeps' suite.
+    zoo = [f"paths.cache_dir={cache_dir}", f"paths.zoo_dir={tmp_path / 'zoo'}", "data.suite.train_images=40",
+           "data.suite.eval_images=8"]
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        seed_zoo(lambda overrides: compose(config_name="train", overrides=overrides), zoo)
     for name in available(ROOT / "ablations"):
         # Each arm once: the first seed builds and trains what every seed does (make test stays within budget).
         text = (ROOT / "ablations" / f"{name}.yaml").read_text()
@@ -146,15 +155,15 @@ def test_every_arm_of_every_shipped_ablation_trains_and_evaluates(tmp_path, cach
         assert one_seed != text or re.search(r"^seeds: \[\d+\]", text, flags=re.M), f"{name}: seeds not found"
         (ablations / f"{name}.yaml").write_text(one_seed)
         GlobalHydra.instance().clear()
-        code = main(["sweep", name, "--ablations-dir", str(ablations), f"paths.cache_dir={cache_dir}",
+        code = main(["sweep", name, "--ablations-dir", str(ablations), *zoo,
                      # budget.value=null: an ablation's budget (connector_matched) would override max_steps.
                      "trainer.max_steps=2", "budget.value=null", "trainer.log_every_n_steps=1", "data.batch_size=2",
-                     "data.suite.train_images=40",
                      "eval.limit_per_task=1", "eval.max_new_tokens=2", "logger=none"])
         assert code == 0, f"ablations/{name}.yaml: some arm failed"
         assert (tmp_path / "results" / "tables" / f"{name}.md").exists()
         curves = list((tmp_path / "results" / "runs" / name).glob("*/*.metrics.csv"))
         assert curves and "train/loss" in curves[0].read_text().splitlines()[0]
+    assert not (tmp_path / "results" / "zoo").exists()  # every zoo arm ran on the stand-ins: nothing pretrained
     GlobalHydra.instance().clear()
 
 

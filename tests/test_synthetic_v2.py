@@ -71,10 +71,10 @@ def blobs(image: np.ndarray, background: tuple[int, int, int]) -> int:
 
 
 def test_registry():
-    assert set(BENCHMARKS) == {"synth_ocr", "synth_count", "synth_wide", "synth_caption", "synth_vqa"}
+    assert set(BENCHMARKS) == {"synth_ocr", "synth_count", "synth_wide", "synth_caption", "synth_vqa", "synth_know"}
     assert {info.metric for info in BENCHMARKS.values()} <= {"exact_match", "vqa_accuracy", "anls", "cider"}
     assert BENCHMARKS["synth_ocr"].metric == "anls" and BENCHMARKS["synth_caption"].metric == "cider"
-    assert set(TRAIN_TASKS) == {"caption", "ocr", "count", "wide", "vqa"}
+    assert set(TRAIN_TASKS) == {"caption", "ocr", "count", "wide", "vqa", "know"}
 
 
 def test_schema_splits_and_row_counts(suite):

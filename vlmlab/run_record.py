@@ -70,6 +70,8 @@ class Cost:
     stage: str | None = None  # the name of the stage this cost is of, in `stages`
     stages: list[Cost] | None = None  # a run of several stages: each one's cost
     data_skipped: dict[str, dict[str, int]] | None = None  # bad rows of the data, per source and reason
+    vision_quality: float | None = None  # a zoo tower's linear-probe accuracy, % (vlmlab.models.zoo)
+    lm_quality: float | None = None  # a zoo LM's held-out perplexity
 
     def to_dict(self) -> dict[str, Any]:
         """The measured fields as plain data (the ones left None are not written)."""

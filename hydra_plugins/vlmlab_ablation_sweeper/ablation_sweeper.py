@@ -131,6 +131,11 @@ class AblationSweeper(Sweeper):
                 and not is_done(results, spec.name, job.run.arm, job.run_id, job.run.seed)]
         log.info("ablation %s: %d runs planned, %d done, %d to train", spec.name, len(jobs),
                  len(jobs) - len(todo) - len(kept), len(todo))
+        if todo:  # the zoo backbones its runs start from, each built once, before any run needs it
+            from vlmlab.launch.zoo import build_needed
+
+            if built := build_needed(job.config for job in todo):
+                log.info("ablation %s: pretrained the zoo backbones %s", spec.name, ", ".join(built))
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         from hydra_plugins.vlmlab_submitit_launcher import submitit_launcher as launchers  # submitit

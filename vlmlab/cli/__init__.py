@@ -13,13 +13,14 @@ from hydra.errors import HydraException
 
 from vlmlab.cli.command import CONF_DIR, Command, Invocation
 from vlmlab.cli.prefetch import PREFETCH
+from vlmlab.cli.pretrain import PRETRAIN
 from vlmlab.cli.reports import LIST, MIGRATE, STATUS, TABLES
 from vlmlab.cli.training import SWEEP, TRAIN, TUNE
 from vlmlab.train.interrupt import RunInterrupted  # signal and threading only: no heavy imports
 
 __all__ = ["CONF_DIR", "COMMANDS", "build_parser", "main"]
 
-COMMANDS: tuple[Command, ...] = (TRAIN, SWEEP, TUNE, PREFETCH, TABLES, STATUS, LIST, MIGRATE)
+COMMANDS: tuple[Command, ...] = (TRAIN, SWEEP, TUNE, PRETRAIN, PREFETCH, TABLES, STATUS, LIST, MIGRATE)
 
 
 def _path_flags(default: object) -> argparse.ArgumentParser:

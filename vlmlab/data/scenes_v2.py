@@ -1,4 +1,5 @@
-"""Scenes of the synthetic-v2 suite: a written word, many tiny shapes, a wide row of shapes, v1's grid.
+"""Scenes of the synthetic-v2 suite: a written word, many tiny shapes, a wide row of shapes, one large shape,
+v1's grid.
 
 Each new scene is a small frozen dataclass holding everything needed to render it (and to check a render
 in tests), with a `key` that identifies it for split disjointness. The grid scenes of captioning and VQA
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -205,6 +206,48 @@ def render_row_scene(scene: RowScene, canvas: int) -> Image.Image:
     return image
 
 
+# ---- knowledge: one large shape, an entity whose fact is asked ---------------------------------------
+
+
+@dataclass(frozen=True)
+class SingleScene:
+    """One shape of `color` filling the square box of side `side` with top-left corner (x, y)."""
+
+    color: str
+    shape: str
+    x: int
+    y: int
+    side: int
+    background: int
+
+    @property
+    def entity(self) -> tuple[str, str]:
+        """The (colour, shape) pair the scene shows: what the knowledge question is about."""
+        return (self.color, self.shape)
+
+    @property
+    def key(self) -> tuple:
+        """Identity for split disjointness."""
+        return ("single", self.color, self.shape, self.x, self.y, self.side)
+
+
+def draw_single_scene(rng: np.random.Generator, canvas: int, entities: Sequence[tuple[str, str]]) -> SingleScene:
+    """One of `entities` (colour, shape) as a shape of 35-60% of the canvas, anywhere fully inside it."""
+    color, shape = entities[int(rng.integers(len(entities)))]
+    # large, so colour and shape are plain at any resolution: the benchmark tests knowledge, not perception
+    side = int(rng.integers(round(0.35 * canvas), round(0.6 * canvas) + 1))
+    x, y = (int(v) for v in rng.integers(0, canvas - side + 1, size=2))
+    return SingleScene(color, shape, x, y, side, int(rng.integers(len(BACKGROUNDS))))
+
+
+def render_single_scene(scene: SingleScene, canvas: int) -> Image.Image:
+    """Render a SingleScene as a square RGB image."""
+    image = Image.new("RGB", (canvas, canvas), BACKGROUNDS[scene.background])
+    box = (scene.x, scene.y, scene.x + scene.side - 1, scene.y + scene.side - 1)
+    draw_shape(ImageDraw.Draw(image), scene.shape, box, RGB[scene.color])
+    return image
+
+
 # ---- grid scenes (v1's): caption references, alt-texts, VQA questions with annotator variants -------
 
 POSITION_WORDS: dict[str, tuple[str, ...]] = {
@@ -228,7 +271,8 @@ Grid = Scene  # v1's grid scene: objects (cell, shape, colour) and a word
 Asked = tuple[str, str, tuple[str, ...]]  # prompt, canonical answer, annotator variants
 
 
-def _a(color: str, shape: str) -> str:
+def indefinite(color: str, shape: str) -> str:
+    """A shape named with its indefinite article: "a red circle", "an orange square"."""
     return f"{'an' if color[0] in 'aeiou' else 'a'} {color} {shape}"
 
 
@@ -247,13 +291,13 @@ def caption_references(scene: Grid, rng: np.random.Generator) -> list[str]:
     count = f"{NUMBER_WORDS[n]} shape{'s' if n > 1 else ''}"
     return [
         caption(scene),
-        "there is " + " and ".join(f"{_a(k, s)} in the {_where(rng, c)}" for c, s, k in reversed(objs))
+        "there is " + " and ".join(f"{indefinite(k, s)} in the {_where(rng, c)}" for c, s, k in reversed(objs))
         + f", and the word {word} is written below",
-        f"the image shows {count}: " + ", ".join(f"{_a(k, s)} at the {_where(rng, c)}" for c, s, k in
+        f"the image shows {count}: " + ", ".join(f"{indefinite(k, s)} at the {_where(rng, c)}" for c, s, k in
                                                   _shuffled(rng, objs)) + f", above the text {word}",
         f"{count} on a dark background, " + " and ".join(f"{k} {s} {_where(rng, c)}" for c, s, k in objs)
         + f", with {word} written at the bottom",
-        f"the word {word} under " + " and ".join(f"{_a(k, s)} on the {_where(rng, c)}" for c, s, k in
+        f"the word {word} under " + " and ".join(f"{indefinite(k, s)} on the {_where(rng, c)}" for c, s, k in
                                                  _shuffled(rng, objs)),
     ]
 

@@ -1,4 +1,4 @@
-"""Offline synthetic benchmark suite, version 2: five benchmarks, each sensitive to one design axis.
+"""Offline synthetic benchmark suite, version 2: six benchmarks, each sensitive to one design axis.
 
 Version 1 asked five questions about one kind of scene, so every axis moved every column a little. Here
 each benchmark has its own scene family, built so that one axis of the Idefics2 ablations moves its
@@ -9,6 +9,8 @@ score at toy scale (~1M-parameter models, ~800 CPU steps, 64-128 px images):
 - synth_wide (exact match): 2:1-3:1 rows / columns with thin end bars; a square squash stretches them 2-3x.
 - synth_caption (CIDEr): v1 grid scenes with five references varying in wording and order.
 - synth_vqa (VQA accuracy): v1 grid scenes, questions with ten annotator answers incl. variants.
+- synth_know (exact match): one large shape; what it stands for, a fact (vlmlab.data.knowledge) trained on for
+  half the shapes and otherwise found only in the language corpus (vlmlab.data.language): needs the LM's knowledge.
 
 Training data has one task per benchmark (TRAIN_TASKS); `caption_style="alt"` swaps the clean training
 captions for noisy alt-text-like ones (Table 6) and changes nothing else. `story_documents=N` adds N interleaved
@@ -33,12 +35,13 @@ import datasets
 import numpy as np
 from PIL import Image
 
+from vlmlab.data import knowledge as know
 from vlmlab.data import scenes_v2 as sc
 from vlmlab.data import synthetic as v1
 from vlmlab.data.cache import build_once
 from vlmlab.data.scenes_v2 import Grid, alt_caption, caption_references, vqa_question
 
-SUITE_VERSION: str = "synthetic-v2.1"  # bump whenever a generator changes: caches are keyed by it
+SUITE_VERSION: str = "synthetic-v2.2"  # bump whenever a generator changes: caches are keyed by it
 STORY_VERSION: str = "story-1"  # bump whenever the story generator changes (only suites with stories name it)
 STORY_TASK: str = "story"
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
@@ -74,10 +77,17 @@ class Generator:
     ask: Callable[[Any, np.random.Generator], tuple[str, list[str]]]
     # training-only replacement answer when caption_style="alt" (None: the style does not apply)
     alt: Callable[[Any, np.random.Generator], str] | None = None
+    # draws the rows of a split when a split sees only part of the family (None: `draw` for every split, which
+    # still draws from the whole family, e.g. for the language corpus)
+    draw_split: Callable[[np.random.Generator, int, str], Any] | None = None
 
     def task(self, split: str) -> str:
         """The `task` of this generator's rows in `split`: the training task in train, else the benchmark."""
         return self.train_task if split == "train" else self.benchmark
+
+    def draw_in(self, rng: np.random.Generator, canvas: int, split: str) -> Any:
+        """A scene for a row of `split`."""
+        return self.draw(rng, canvas) if self.draw_split is None else self.draw_split(rng, canvas, split)
 
 
 def _ask_wide(scene: sc.RowScene, rng: np.random.Generator) -> tuple[str, list[str]]:
@@ -88,6 +98,15 @@ def _ask_wide(scene: sc.RowScene, rng: np.random.Generator) -> tuple[str, list[s
 
 def _draw_grid(rng: np.random.Generator, canvas: int) -> Grid:
     return v1.draw_scene(rng, 4)  # v1's scenes, up to 4 objects so captions stay short
+
+
+def _draw_single(rng: np.random.Generator, canvas: int) -> sc.SingleScene:
+    return sc.draw_single_scene(rng, canvas, know.ENTITIES)
+
+
+def _draw_single_in(rng: np.random.Generator, canvas: int, split: str) -> sc.SingleScene:
+    # training rows show the seen entities only, evaluation rows the held-out ones
+    return sc.draw_single_scene(rng, canvas, know.SPLIT_ENTITIES[split])
 
 
 # The registry: adding a benchmark is one Generator here (and its scene family in scenes_v2).
@@ -114,6 +133,11 @@ GENERATORS: dict[str, Generator] = {g.benchmark: g for g in (
     Generator(
         "synth_vqa", "vqa", BenchmarkInfo("vqa_accuracy", "colour/shape/position/count questions, 10 answers"),
         "grid", _draw_grid, v1.render_scene, vqa_question,
+    ),
+    Generator(
+        "synth_know", "know", BenchmarkInfo("exact_match", "what a shape stands for: a fact only the LM has seen"),
+        "single", _draw_single, sc.render_single_scene,
+        lambda s, rng: (know.KNOW_PROMPT, [know.FACTS[s.entity]]), draw_split=_draw_single_in,
     ),
 )}
 BENCHMARKS: dict[str, BenchmarkInfo] = {name: g.info for name, g in GENERATORS.items()}
@@ -189,10 +213,19 @@ class Example:
     answers: tuple[str, ...]
 
 
-def _rng(seed: int, split: str, task: str) -> np.random.Generator:
+def seeded_rng(text: str) -> np.random.Generator:
+    """The random stream named by `text`: equal texts, equal streams, in any process."""
     # sha256 rather than hash(): str hashes are salted per process
-    text = f"{SUITE_VERSION}:{seed}:{split}:{task}"
     return np.random.default_rng(int.from_bytes(hashlib.sha256(text.encode()).digest()[:16], "big"))
+
+
+def stream_name(seed: int, split: str, task: str) -> str:
+    """The name of the stream a split's rows of one task are drawn from."""
+    return f"{SUITE_VERSION}:{seed}:{split}:{task}"
+
+
+def _rng(seed: int, split: str, task: str) -> np.random.Generator:
+    return seeded_rng(stream_name(seed, split, task))
 
 
 def _draw_task(spec: SyntheticV2Spec, split: str, gen: Generator, taken: set[tuple]) -> list[Example]:
@@ -202,7 +235,7 @@ def _draw_task(spec: SyntheticV2Spec, split: str, gen: Generator, taken: set[tup
     # the alt-text noise has its own stream, so "alt" and "clean" draw identical scenes and images
     alt_rng = _rng(spec.seed, split, f"{task}:alt") if split == "train" and spec.caption_style == "alt" else None
     while len(examples) < n:
-        scene = gen.draw(rng, spec.canvas)
+        scene = gen.draw_in(rng, spec.canvas, split)
         if scene.key in taken:
             rejected += 1
             if rejected > _MAX_REJECTIONS:
@@ -254,6 +287,14 @@ def draw_stories(spec: SyntheticV2Spec, held_out: set[tuple]) -> list[StoryDocum
         rejected = 0
         stories.append(StoryDocument(scenes, sc.story(scenes, rng)))
     return stories
+
+
+def evaluation_keys(spec: SyntheticV2Spec) -> frozenset[tuple]:
+    """The keys of every scene of the suite's validation and test splits, of every family: what pretraining data
+    drawn from the same grammar must leave out to stay disjoint from the benchmarks."""
+    drawn = draw_suite(spec)
+    return frozenset(e.scene.key for split in ("validation", "test") for examples in drawn[split].values()
+                     for e in examples)
 
 
 def _held_out_keys(drawn: dict[str, dict[str, list[Example]]], family: str) -> set[tuple]:

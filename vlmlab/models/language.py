@@ -14,6 +14,8 @@ from vlmlab.models.hub import building_on_meta, hub_config, weight_loading
 class HFCausalLM(nn.Module):
     """A transformers causal LM (Llama, Mistral, Qwen, ...) whose token embeddings the VLM can splice into."""
 
+    quality: dict[str, Any] | None = None  # a zoo LM's quality score (vlmlab.models.zoo); None for any other
+
     def __init__(self, vocab_size: int, pretrained: str | None = None, config: dict[str, Any] | None = None) -> None:
         super().__init__()
         if (pretrained is None) == (config is None):

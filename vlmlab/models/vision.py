@@ -17,6 +17,8 @@ from vlmlab.models.hub import building_on_meta, hub_config, weight_loading
 class VisionTower(nn.Module, ABC):
     """An image encoder with a square patch grid: pixels [B, 3, S, S] -> features [B, P, D]."""
 
+    quality: dict[str, Any] | None = None  # a zoo tower's quality score (vlmlab.models.zoo); None for any other
+
     @property
     @abstractmethod
     def hidden_size(self) -> int:

@@ -35,6 +35,12 @@ class VisionLanguageModel(nn.Module):
         # At the configured square resolution; other shapes (aspect ratio, crops) ask visual_tokens().
         self.visual_tokens_per_image = self.visual_tokens([(image_size, image_size)])
 
+    def backbone_quality(self) -> dict[str, float | None]:
+        """The quality scores of zoo backbones (vlmlab.models.zoo) this model starts from, None for others: the
+        tower's linear-probe accuracy and the LM's held-out perplexity, as Cost's vision_quality and lm_quality."""
+        return {"vision_quality": self.vision.quality["value"] if self.vision.quality else None,
+                "lm_quality": self.lm.quality["value"] if self.lm.quality else None}
+
     def visual_tokens(self, view_shapes: list[tuple[int, int]]) -> int:
         """Visual tokens the connector makes for an image with views of these (height, width) shapes."""
         return sum(self.connector.num_tokens(self.vision.grid(h, w)) for h, w in view_shapes)

@@ -160,7 +160,22 @@ def _memory_meaning(summary: pd.DataFrame) -> str:
     return "peak MB: " + meanings + (", depending on the run's device" if len(found) > 1 else "")
 
 
+def three_decimals(value: Any) -> str:
+    """A perplexity near the language's floor (about 1.9), where fewer decimals would hide the backbones'
+    differences."""
+    return UNKNOWN if pd.isna(value) else f"{value:.3f}"
+
+
 COST_COLUMNS: tuple[CostColumn, ...] = (
+    # The backbones' own quality, first: the paper's x-axis (ImageNet accuracy, MMLU) beside the VLM's scores.
+    CostColumn("vision_quality", "vision_quality", mean, 13, "tower probe %", measured,
+               "tower probe %: the pretrained zoo tower's linear-probe accuracy on held-out image attributes "
+               "(colour, shape, count, word), the laptop's ImageNet axis (`vlmlab pretrain`)",
+               in_table=measured_somewhere, in_csv=measured_somewhere),
+    CostColumn("lm_quality", "lm_quality", mean, 14, "LM ppl", three_decimals,
+               "LM ppl: the pretrained zoo LM's perplexity on held-out text of the suite's language (lower is "
+               "better), the laptop's MMLU axis (`vlmlab pretrain`)", in_table=measured_somewhere,
+               in_csv=measured_somewhere),
     CostColumn("params_total", "params_total", first, 0, "params", human_count,
                "params / trainable: total and trainable parameters", integer=True),
     CostColumn("params_trainable", "params_trainable", first, 1, "trainable", human_count, integer=True),

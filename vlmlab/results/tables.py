@@ -27,6 +27,7 @@ from vlmlab.results.records import (
     StrPath,
     answers_path,
     atomic_write_bytes,
+    atomic_write_text,
     load_axis,
     loss_log_path,
     record_path,
@@ -39,6 +40,7 @@ from vlmlab.results.columns import COST_COLUMNS, number_or_nan
 from vlmlab.results.corrections import CORRECTIONS, Correction
 from vlmlab.results.latex import latex_from_summary
 from vlmlab.results.render import TUNED_PREFIX, csv_from_summary, markdown_from_summary
+from vlmlab.results.zoo_table import render_zoo, zoo_records
 from vlmlab.results.stats import ALPHA, PairedTest, best_flags, describe, paired_by_seed, t_ppf
 from vlmlab.run_record import Plan, RunRecord
 
@@ -175,6 +177,11 @@ def write_all_tables(results_dir: StrPath) -> TablesReport:
                 report.written.append(atomic_write_bytes(root / "tables" / name, render()))
             except Exception as exc:  # a broken renderer or a full disk loses one file, not the rest
                 report.warnings.append(f"{axis}: {name} not written: {type(exc).__name__}: {exc}")
+    try:  # the pretrained backbones' qualities, which the backbone tables refer to
+        if zoo := zoo_records(root):
+            report.written.append(atomic_write_text(root / "tables" / "zoo.md", render_zoo(zoo)))
+    except Exception as exc:
+        report.warnings.append(f"zoo: zoo.md not written: {type(exc).__name__}: {exc}")
     report.written.sort()
     return report
 

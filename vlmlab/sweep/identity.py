@@ -16,6 +16,7 @@ NON_SCIENCE_KEYS = (
     "data.num_workers", "trainer.devices", "trainer.num_nodes", "trainer.strategy", "trainer.sync_batchnorm",
     "trainer.log_every_n_steps", "trainer.enable_progress_bar", "trainer.enable_model_summary",
     "data.suite.mirror", "data.suite.image_store",  # where a hub suite's files are read from, not which files
+    "model.vision.zoo_dir", "model.lm.zoo_dir",  # where zoo backbones are kept; their recipe names the weights
 )
 
 

@@ -1,5 +1,9 @@
 """A run's data pipeline: its suite, the suite's tokenizer, and the suite's splits as samples, built once per process.
 
+Every run on the synthetic suite v2 shares one tokenizer, fitted to the suite's language (vlmlab.data.language),
+whatever its mixture, caption style or size: a pretrained zoo LM's embeddings then mean the same in every arm.
+Other suites fit theirs to their training text; a pretrained hub LM brings its own.
+
 A sweep trains its runs one after another in one process. Runs whose suite, cache and tokenizer agree share one
 pipeline (`DataPipeline.of(cfg)` hands back the one built first), and runs that process images alike share its
 decoded samples, so a sweep generates, tokenizes and decodes its data once. This module is where that shared
@@ -23,6 +27,7 @@ from vlmlab.data.arrow_samples import ArrowSamples, InMemorySamples, Samples
 from vlmlab.data.collate import Sample
 from vlmlab.data.examples import split_examples
 from vlmlab.data.images import ImageProcessor
+from vlmlab.data.language import suite_language
 from vlmlab.data.suite import Suite
 from vlmlab.data.tokenizer import pretrained_tokenizer, synthetic_tokenizer
 
@@ -54,9 +59,20 @@ def prompt_templates(data: DictConfig) -> dict[str, str]:
     return dict(data.get("prompt_templates") or {})
 
 
-def all_templates(data: DictConfig) -> tuple[str, ...]:
-    """Every prompt template of a data config, the default first: what the synthetic tokenizer is fitted to."""
-    return (data.prompt_template, *sorted(set(prompt_templates(data).values())))
+@dataclass(frozen=True)
+class PromptFormat:
+    """A data config's prompt templates: the default, and those of the tasks that have their own."""
+
+    default: str
+    per_task: tuple[tuple[str, str], ...]  # (task, template), sorted
+
+    @staticmethod
+    def of(data: DictConfig) -> PromptFormat:
+        return PromptFormat(data.prompt_template, tuple(sorted(prompt_templates(data).items())))
+
+    def all(self) -> tuple[str, ...]:
+        """Every template, the default first."""
+        return (self.default, *sorted({template for _, template in self.per_task}))
 
 
 @dataclass(eq=False)
@@ -65,7 +81,7 @@ class DataPipeline:
 
     suite: Suite
     cache_dir: str
-    templates: tuple[str, ...]
+    prompts: PromptFormat
     pretrained: str | None  # the LM's hub id or directory: its own tokenizer; None: one fitted to the suite
     _splits: datasets.DatasetDict | None = field(default=None, repr=False)
     _tokenizer: PreTrainedTokenizerBase | None = field(default=None, repr=False)
@@ -76,7 +92,7 @@ class DataPipeline:
         """The pipeline of run config `cfg`: the one this process built for an equal suite, cache and tokenizer,
         else a new one (its suite generated or built, and cached on disk, the first time it is read)."""
         suite: Suite = instantiate(cfg.data.suite)
-        key = (suite, str(cfg.paths.cache_dir), all_templates(cfg.data), cfg.model.lm.get("pretrained"))
+        key = (suite, str(cfg.paths.cache_dir), PromptFormat.of(cfg.data), cfg.model.lm.get("pretrained"))
         return _PIPELINES.get_or_build(key, lambda: DataPipeline(*key))
 
     @property
@@ -88,16 +104,20 @@ class DataPipeline:
 
     @property
     def tokenizer(self) -> PreTrainedTokenizerBase:
-        """The pretrained LM's tokenizer, or one fitted to the suite's training text and the prompt templates."""
+        """The pretrained LM's tokenizer, or the suite's: fitted to its language, or else to its training text and
+        the prompt templates."""
         if self._tokenizer is None:
             self._tokenizer = pretrained_tokenizer(self.pretrained) if self.pretrained is not None else \
                 synthetic_tokenizer(self._corpus(), Path(self.cache_dir) / "tokenizers")
         return self._tokenizer
 
     def _corpus(self) -> list[str]:
+        language = suite_language(self.suite, dict(self.prompts.per_task), self.prompts.default)
+        if language is not None:
+            return language
         train = self.splits["train"]
         prompts = set(train["prompt"])
-        corpus = [t.format(prompt=p) for t in self.templates for p in prompts]
+        corpus = [t.format(prompt=p) for t in self.prompts.all() for p in prompts]
         corpus += [" " + answer for answer in set(train["answer"])]
         if "texts" in train.column_names:  # interleaved documents: their text segments
             corpus += sorted({" " + text for texts in train["texts"] for text in texts if text})

@@ -150,6 +150,7 @@ def _train_stage(
     seconds = ledger.seconds
     return _StageResult(collator, images, Cost(
         **count_parameters(model),
+        **model.backbone_quality(),
         val_loss=val_loss,
         stage=stage.name,
         budget=budget.record(steps),
@@ -196,6 +197,7 @@ def _run_cost(stage_costs: list[Cost], **measured_after: Any) -> Cost:
         checkpoint_seconds=round(sum(c.checkpoint_seconds for c in stage_costs), 3),
         checkpoint_saves=sum(c.checkpoint_saves for c in stage_costs),
         checkpoint_bytes=max(c.checkpoint_bytes for c in stage_costs),
+        vision_quality=last.vision_quality, lm_quality=last.lm_quality,
         stages=stage_costs if len(stage_costs) > 1 else None,
         **measured_after,
     )
