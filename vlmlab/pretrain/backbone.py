@@ -8,12 +8,12 @@ import shutil
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from transformers import PreTrainedTokenizerBase
 
 from vlmlab.models.zoo import QUALITY_FILE
-from vlmlab.pretrain.loop import LoopResult
+from vlmlab.pretrain.loop import LoopResult, LoopSettings
 
 
 @dataclass(frozen=True)
@@ -25,13 +25,27 @@ class Built:
     params: int
 
 
+@dataclass
 class Pretraining(ABC):
-    """One zoo backbone's recipe (conf/zoo/<name>.yaml), runnable."""
+    """One zoo backbone's recipe (conf/zoo/<name>.yaml), runnable: its name, and how the shared loop trains it
+    (each kind of backbone adds its architecture and data)."""
 
     name: str
-    kind: str  # "vision" or "lm": which preset group loads it
-    metric: str  # its quality score's name
-    higher_is_better: bool
+    steps: int
+    levels: list[int]  # the steps after which quality levels 1, 2, ... are saved
+    batch_size: int
+    lr: float
+    warmup: int
+    weight_decay: float
+    seed: int
+
+    metric: ClassVar[str]  # its quality score's name
+    higher_is_better: ClassVar[bool]
+
+    def loop_settings(self) -> LoopSettings:
+        """The shared loop's settings of this recipe."""
+        return LoopSettings(self.steps, tuple(int(s) for s in self.levels), self.batch_size, self.lr, self.warmup,
+                            self.weight_decay, self.seed)
 
     @abstractmethod
     def run(self, work_dir: Path, level_dir: Any, tokenizer: PreTrainedTokenizerBase) -> Built:

@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
 
 from vlmlab.data.language import language_texts
 from vlmlab.pretrain.backbone import Built, Pretraining, save_level
-from vlmlab.pretrain.loop import LoopSettings, levels_of, train
+from vlmlab.pretrain.loop import train
 
 TRAIN_STREAM, HELD_OUT_STREAM = "lm-pretrain", "lm-heldout"
 
@@ -50,22 +50,13 @@ def perplexity(model: PreTrainedModel, blocks: torch.Tensor, batch_size: int = 6
 class CausalLMPretraining(Pretraining):
     """A recipe: the LM's architecture (the VLM preset's `config`), the corpus and the loop."""
 
-    name: str
     model: dict[str, Any]  # transformers config fields with model_type (the vocabulary is the suite tokenizer's)
     language: dict[str, Any]  # language_texts' seed and per_task, for the training and the held-out corpus
     templates: Mapping[str, str]  # the suite's per-task prompt templates (data.prompt_templates)
     default_template: str  # data.prompt_template
     block: int  # tokens per training sequence
-    steps: int
-    levels: list[int]
-    batch_size: int
-    lr: float
-    warmup: int
-    weight_decay: float
-    seed: int
-    kind: str = field(default="lm", init=False)
-    metric: str = field(default="perplexity", init=False)
-    higher_is_better: bool = field(default=False, init=False)
+    metric: ClassVar[str] = "perplexity"
+    higher_is_better: ClassVar[bool] = False
 
     def build(self, vocab_size: int) -> PreTrainedModel:
         fields = dict(self.model)
@@ -81,8 +72,7 @@ class CausalLMPretraining(Pretraining):
         held_out = token_blocks(self.corpus(HELD_OUT_STREAM, self.language["held_out_per_task"]), tokenizer,
                                 self.block)
         model = self.build(len(tokenizer))
-        settings = LoopSettings(self.steps, levels_of(self.levels), self.batch_size, self.lr, self.warmup,
-                                self.weight_decay, self.seed)
+        settings = self.loop_settings()
 
         def loss_at(step: int) -> torch.Tensor:
             batch = blocks[torch.from_numpy(settings.batch(step, len(blocks)))]

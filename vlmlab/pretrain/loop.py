@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,8 +101,3 @@ def _save_state(path: Path, state: dict) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)
     os.replace(tmp, path)  # a kill mid-save leaves the previous state, never half of one
-
-
-def levels_of(steps: Sequence[int]) -> tuple[int, ...]:
-    """A recipe's `levels` list as the loop's tuple."""
-    return tuple(int(s) for s in steps)

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from PIL import Image
@@ -25,7 +25,7 @@ from vlmlab.data.images import SquareResize
 from vlmlab.data.pretrain_images import draw_pairs, image_text_pairs, probe_set
 from vlmlab.data.synthetic_v2 import SyntheticV2Spec, evaluation_keys
 from vlmlab.pretrain.backbone import Built, Pretraining, save_level
-from vlmlab.pretrain.loop import LoopSettings, levels_of, train
+from vlmlab.pretrain.loop import train
 from vlmlab.pretrain.probe import probe
 
 PAIRS_STREAM, PROBE_STREAM = "tower-pretrain", "tower-probe"
@@ -68,26 +68,17 @@ class DualEncoder(nn.Module):
 class SigLIPPretraining(Pretraining):
     """A recipe: the tower's architecture (the VLM preset's `config`), the text tower's, data and the loop."""
 
-    name: str
     model: dict[str, Any]  # the vision tower's transformers config (model_type siglip_vision_model)
     text: dict[str, Any]  # the text transformer's SiglipTextConfig fields
     image_size: int
     embed_dim: int
-    steps: int
-    levels: list[int]
-    batch_size: int
-    lr: float
-    warmup: int
-    weight_decay: float
-    seed: int
     pairs: int  # distinct image-caption pairs drawn
     canvas: int  # side of the rendered scenes, px (the suite's)
     held_out: dict[str, int]  # the suite's seed and eval_images: whose validation and test scenes are left out
     probe_items: int  # images per probed attribute (half fit the probe, half score it)
     caption_tokens: int = 48
-    kind: str = field(default="vision", init=False)
-    metric: str = field(default="probe_accuracy", init=False)
-    higher_is_better: bool = field(default=True, init=False)
+    metric: ClassVar[str] = "probe_accuracy"
+    higher_is_better: ClassVar[bool] = True
 
     def build(self, tokenizer: PreTrainedTokenizerBase) -> DualEncoder:
         fields = dict(self.model)
@@ -110,8 +101,7 @@ class SigLIPPretraining(Pretraining):
                            max_length=self.caption_tokens, return_tensors="pt")
         probed = probe_set(self.seed, self.probe_items, self.canvas, PROBE_STREAM, exclude=benchmarks | seen)
         model = self.build(tokenizer)
-        settings = LoopSettings(self.steps, levels_of(self.levels), self.batch_size, self.lr, self.warmup,
-                                self.weight_decay, self.seed)
+        settings = self.loop_settings()
 
         def loss_at(step: int) -> torch.Tensor:
             index = torch.from_numpy(settings.batch(step, len(pairs)))
