@@ -285,7 +285,7 @@ def _interval_cell(row: pd.Series, key: str, corrected: bool = False) -> str:
     elif not pd.isna(p):
         adjusted = f" (adjusted p {_p_text(row[f'{key}_p_adj'])})" if corrected else ""
         parts.append(f"p {_p_text(p)}{adjusted}")
-    elif not row["is_control"] and row[f"{key}_n_paired"] >= 2:
+    elif not row["is_control"] and not pd.isna(paired := row[f"{key}_n_paired"]) and paired >= 2:  # NA: no control
         parts.append("no test: same score as the control in every seed")  # t = 0/0
     return "; ".join(parts)
 
