@@ -109,8 +109,12 @@ def image_text_pairs(seed: int, n: int, canvas: int, stream: str,
     Images are square `canvas`-pixel RGB, but rows and columns keep their 2:1-3:1 shape (long side `canvas`),
     as in the suite: resizing them is the image processor's choice.
     """
-    return [(FAMILIES[name].render(scene, canvas), FAMILIES[name].describe(scene))
-            for name, scene in draw_pairs(seed, n, canvas, stream, exclude)]
+    return rendered(draw_pairs(seed, n, canvas, stream, exclude), canvas)
+
+
+def rendered(drawn: list[tuple[str, Any]], canvas: int) -> list[tuple[Image.Image, str]]:
+    """Drawn (family, scene) pairs as (image, caption)."""
+    return [(FAMILIES[name].render(scene, canvas), FAMILIES[name].describe(scene)) for name, scene in drawn]
 
 
 def probe_set(seed: int, n_per_attribute: int, canvas: int, stream: str,

@@ -22,7 +22,7 @@ from torch import nn
 from transformers import AutoConfig, PreTrainedTokenizerBase, SiglipTextConfig, SiglipTextModel, SiglipVisionModel
 
 from vlmlab.data.images import SquareResize
-from vlmlab.data.pretrain_images import draw_pairs, image_text_pairs, probe_set
+from vlmlab.data.pretrain_images import draw_pairs, probe_set, rendered
 from vlmlab.data.synthetic_v2 import SyntheticV2Spec, evaluation_keys
 from vlmlab.pretrain.backbone import Built, Pretraining, save_level
 from vlmlab.pretrain.loop import train
@@ -94,8 +94,8 @@ class SigLIPPretraining(Pretraining):
         processor = SquareResize(size=self.image_size)
         benchmarks = evaluation_keys(SyntheticV2Spec(seed=self.held_out["seed"], canvas=self.canvas,
                                                      eval_images=self.held_out["eval_images"]))
-        pairs = image_text_pairs(self.seed, self.pairs, self.canvas, PAIRS_STREAM, exclude=benchmarks)
-        seen = {scene.key for _, scene in draw_pairs(self.seed, self.pairs, self.canvas, PAIRS_STREAM, benchmarks)}
+        drawn = draw_pairs(self.seed, self.pairs, self.canvas, PAIRS_STREAM, exclude=benchmarks)
+        pairs, seen = rendered(drawn, self.canvas), {scene.key for _, scene in drawn}
         pixels = torch.stack([tower_pixels(processor, image) for image, _ in pairs])
         tokens = tokenizer([caption for _, caption in pairs], padding="max_length", truncation=True,
                            max_length=self.caption_tokens, return_tensors="pt")
