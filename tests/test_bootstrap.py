@@ -63,19 +63,24 @@ def test_same_scores_same_numbers_and_only_seeds_that_pair_count():
     assert paired_bootstrap({0: [1.0]}, {1: [1.0]}) is None
 
 
-def test_a_table_whose_runs_saved_item_scores_is_tested_over_items(tmp_path):
-    """Two seeds cannot separate the arms by a t-test (1 df); a hundred items per seed can."""
+def write_item_scored_axis(root, arms_with_runs=("perceiver", "mean", "linear")):
+    """The fixture axis with 100 item scores per benchmark and run, for the arms given: perceiver (the control)
+    and mean answer half the items right, linear three quarters."""
     rng = np.random.Generator(np.random.PCG64(4))
     ablation = {"name": AXIS, "question": "q", "paper_table": None, "control": "perceiver",
                 "arms": ["perceiver", "mean", "linear"], "metrics": ["vqa", "ocr"], "seeds": [0, 1]}
-    write_plan(tmp_path, AXIS, ablation, plan_runs())
-    right = {"perceiver": 0.5, "mean": 0.5, "linear": 0.75}  # linear answers a quarter more items right
-    for run in plan_runs():
-        rec = record(run["arm"], run["seed"])
-        path = write_record(tmp_path, rec)
+    write_plan(root, AXIS, ablation, plan_runs())
+    right = {"perceiver": 0.5, "mean": 0.5, "linear": 0.75}
+    for run in (r for r in plan_runs() if r["arm"] in arms_with_runs):
+        path = write_record(root, record(run["arm"], run["seed"]))
         rows = [{"task": task, "prediction": str(i), "score": 100.0 * float(rng.random() < right[run["arm"]])}
                 for task in ("vqa", "ocr") for i in range(100)]
         path.with_suffix(".predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_a_table_whose_runs_saved_item_scores_is_tested_over_items(tmp_path):
+    """Two seeds cannot separate the arms by a t-test (1 df); a hundred items per seed can."""
+    write_item_scored_axis(tmp_path)
     plan, runs, _ = load_axis(tmp_path, AXIS)
     answers = read_answers([(r.arm, r.seed, record_path(tmp_path, AXIS, r.arm, r.run_id).with_suffix(
         ".predictions.jsonl")) for r in runs])
@@ -89,6 +94,19 @@ def test_a_table_whose_runs_saved_item_scores_is_tested_over_items(tmp_path):
     assert "2 paired seeds and 200 items per arm and benchmark; Avg. by a paired t-test over seeds" in markdown
     assert "Power: the smallest Δ each test detects with 80% power at p < 0.05" in markdown and "points: vqa " in markdown
     assert "vqa_items" not in summarise(plan, runs), "without item scores: the t-test over seeds"
+
+
+def test_a_table_with_item_scores_and_no_finished_control_shows_the_arms_untested(tmp_path):
+    """An axis part-way through its sweep, the control not yet run: the arms' scores, and no test to read."""
+    write_item_scored_axis(tmp_path, arms_with_runs=("mean", "linear"))
+    write_tables(tmp_path)
+    markdown = (tmp_path / "tables" / f"{AXIS}.md").read_text()
+    assert "The control arm has no finished run (missing), so no Δ is given." in markdown
+    intervals = markdown.split("of Δ against the control:", 1)[1].split("Runs without a result", 1)[0]
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in intervals.splitlines() if line.startswith("| ")}
+    assert rows["perceiver (control)"].count("missing") == 3
+    for arm in ("mean", "linear"):
+        assert rows[arm].count("[") == 3 and "p " not in rows[arm] and "no test" not in rows[arm]
 
 
 def test_the_default_seeds_and_items_detect_5_points_on_synth_vqa(make_cfg):
