@@ -13,7 +13,7 @@ from vlmlab.models.connectors import (
 )
 
 IMAGE_TOKEN_ID = 5
-CONNECTORS = ("linear", "mlp", "perceiver", "pixel_shuffle", "avg_pool")
+CONNECTORS = ("linear", "mlp", "perceiver", "pixel_shuffle", "avg_pool", "ldp", "ldpv2")
 
 
 @pytest.mark.parametrize(
