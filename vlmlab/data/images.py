@@ -96,7 +96,8 @@ class ImageProcessor(ABC):
         return (pixels.float() / 255.0 - mean) / std
 
 
-def _downscale(pixels: torch.Tensor, height: int, width: int) -> torch.Tensor:
+def resample(pixels: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """uint8 (or float) pixels [3, H, W] resized to [3, height, width] as floats in 0..255 (bicubic, antialiased)."""
     if tuple(pixels.shape[-2:]) == (height, width):
         return pixels.float()
     return torch.nn.functional.interpolate(pixels[None].float(), size=(height, width), mode="bicubic",
@@ -139,11 +140,11 @@ class SquareResize(ImageProcessor):
         return [(self.size, self.size)] * count
 
     def views(self, pixels: torch.Tensor, training: bool) -> list[torch.Tensor]:
-        whole = _downscale(pixels, self.size, self.size)
+        whole = resample(pixels, self.size, self.size)
         if not self.splitting.active(training):
             return [self.normalise(whole)]
         grid, side = self.splitting.grid, self.size
-        large = _downscale(pixels, side * grid, side * grid)
+        large = resample(pixels, side * grid, side * grid)
         crops = [large[:, r * side : (r + 1) * side, c * side : (c + 1) * side] for r in range(grid) for c in range(grid)]
         return [self.normalise(view) for view in (*crops, whole)]
 
