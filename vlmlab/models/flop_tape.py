@@ -16,6 +16,9 @@ their data-flow order in transformers models. One simplification: projections th
 needs no gradient (a vision tower), k and v are counted with an input gradient they do not need (+0.3% on
 the tiny default, far less on deep models).
 
+A mixture-of-experts layer runs each token through its router and its top-k experts only (transformers computes
+the routed tokens alone, expert by expert or in grouped products): `Tape.experts` counts those, never all experts.
+
 DoRA rebuilds B A at every call (as B(A(I)), detached) for its weight norm: a cost per call, not per token,
 shared by the `batch_size` samples of the call.
 """
@@ -27,6 +30,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+import torch
 from peft.tuners.lora import LoraLayer
 from torch import nn
 from transformers.pytorch_utils import Conv1D
@@ -107,6 +111,18 @@ class Tape:
         trains = _trains(module)
         self.product(rows, *_linear_dims(module), weight_trains=trains)
         self.grad = self.grad or trains
+
+    def weight(self, weight: torch.Tensor, rows: float) -> None:
+        """`rows` tokens through a bare [..., out, in] weight applied outside a linear layer (an MoE router)."""
+        self.product(rows, weight.shape[-1], weight.shape[-2], weight_trains=weight.requires_grad)
+        self.grad = self.grad or weight.requires_grad
+
+    def experts(self, module: nn.Module, rows: float, top_k: int) -> None:
+        """A mixture-of-experts layer's stacked experts ([experts, out, in] weights, in data-flow order): each of
+        the `rows` tokens runs through `top_k` of the experts, not all of them."""
+        for weight in module.parameters(recurse=False):
+            if weight.ndim == 3:  # the biases of some ([experts, out]) are elementwise
+                self.weight(weight, rows * top_k)
 
     def conv(self, module: nn.Conv2d, positions: float) -> None:
         """A convolution producing `positions` output positions (a patch embedding: one per patch)."""

@@ -3,7 +3,8 @@
 Computed from the model's shapes, never measured: every matrix product of the vision tower (patch embedding
 over the patches, its layers over patches + CLS/register tokens), the connector (`Connector.count_flops`), the
 fusion (`Fusion.count_flops`, before each decoder layer) and the language model (its layers over the sequence,
-the LM head), plus the attention products of every layer. What counts and how backward is decided is in
+the LM head), plus the attention products of every layer. A mixture-of-experts LM's layers count each token's
+router and its `num_experts_per_tok` experts, not all experts. What counts and how backward is decided is in
 `flop_tape`; a test checks the totals against torch's FlopCounterMode on real forward + backward passes.
 
 Padding is not counted (FLOPs of the sample's own tokens), nor validation passes.
@@ -16,7 +17,7 @@ from contextlib import nullcontext
 
 from torch import nn
 
-from vlmlab.models.flop_tape import FlopCount, Tape
+from vlmlab.models.flop_tape import FlopCount, Special, Tape
 from vlmlab.models.fusion import decoder_layers
 from vlmlab.models.vlm import VisionLanguageModel
 
@@ -111,22 +112,48 @@ def _language(
         tape.attention(queries, keys, width)
 
     head = hf.get_output_embeddings()
+    moe = _sparse_experts(tape, hf, queries)
     with tape.counting("lm"):
-        tape.walk(hf, queries, {layers: lambda: _stack(tape, layers, queries, attention, len(layers), before),
+        tape.walk(hf, queries, {layers: lambda: _stack(tape, layers, queries, attention, len(layers), before, moe),
                                 head: lambda: tape.linear(head, head_rows)})
+
+
+def _sparse_experts(tape: Tape, hf: nn.Module, tokens: float) -> dict[nn.Module, Callable[[], None]]:
+    """A mixture-of-experts LM's expert stacks and routers, counted as they run on `tokens` positions: each token
+    through its config's `num_experts_per_tok` experts and through the router. Empty for a dense LM.
+
+    transformers keeps a layer's experts as [experts, out, in] parameters of one module, and its router, beside
+    it in the sparse block, as a bare [experts, hidden] weight: a walk would count neither (not linear layers)."""
+    top_k = getattr(hf.config, "num_experts_per_tok", None)
+    if not top_k:
+        return {}
+    special: dict[nn.Module, Callable[[], None]] = {}
+    for block in hf.modules():
+        for stack in block.children():
+            stacked = [p.shape[0] for p in stack.parameters(recurse=False) if p.ndim == 3]
+            if not stacked:
+                continue
+            special[stack] = lambda stack=stack: tape.experts(stack, tokens, top_k)
+            for router in block.children():
+                weight = dict(router.named_parameters(recurse=False)).get("weight")
+                if (weight is not None and weight.ndim == 2 and weight.shape[0] == stacked[0]
+                        and not isinstance(router, (nn.Linear, nn.Embedding))):
+                    special[router] = lambda weight=weight: tape.weight(weight, tokens)
+    return special
 
 
 def _stack(
     tape: Tape, layers: nn.ModuleList, tokens: float, attention: Callable[[int], None], live: int,
-    before: Callable[[int], None] = lambda index: None,
+    before: Callable[[int], None] = lambda index: None, special: Special | None = None,
 ) -> None:
-    """Each transformer layer's products, its attention right after its attention block; backward below `live`."""
+    """Each transformer layer's products, its attention right after its attention block; backward below `live`.
+    Modules in `special` (an MoE layer's experts and router) are counted by their callable."""
     for index, layer in enumerate(layers):
         before(index)
         with nullcontext() if index < live else tape.forward_only():
             attended = False
             for name, child in layer.named_children():
-                tape.walk(child, tokens)
+                tape.walk(child, tokens, special)
                 # transformers names the block self_attn, attention or attn: its products come before the MLP's.
                 if not attended and ("attn" in name or "attention" in name):
                     attention(index)

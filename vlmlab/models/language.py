@@ -36,6 +36,17 @@ class HFCausalLM(nn.Module):
             self.model = AutoModelForCausalLM.from_config(AutoConfig.for_model(model_type, vocab_size=vocab_size, **fields))
 
     @property
+    def router_aux_loss_coef(self) -> float | None:
+        """The weight of a mixture-of-experts LM's router load-balancing loss in training; None for a dense LM."""
+        # transformers' MoE configs (Mixtral, OLMoE, Qwen-MoE, ...) carry both: the coefficient, and the switch
+        # that makes the model return its router logits and add coef x load-balancing loss to `loss`.
+        config = self.model.config
+        if not hasattr(config, "output_router_logits"):
+            return None
+        coef = getattr(config, "router_aux_loss_coef", None)
+        return None if coef is None else float(coef)
+
+    @property
     def hidden_size(self) -> int:
         """Width of the token embeddings."""
         return self.model.config.hidden_size

@@ -97,10 +97,18 @@ class VisionLanguageModel(nn.Module):
     ):
         """The LM's output (with `.loss` when labels are given; -100 marks tokens without loss): the mean over
         the labelled tokens, or their sum over `num_items_in_batch` when given. `views_per_image` (the collator's)
-        says which of a sample's views make up each of its images; without it a sample's views are one image."""
+        says which of a sample's views make up each of its images; without it a sample's views are one image.
+
+        A mixture-of-experts LM in training adds its router's load-balancing loss, times its
+        `router_aux_loss_coef`, to `.loss` and returns it unweighted as `.aux_loss`; in eval mode `.loss` is the
+        LM loss alone, comparable with a dense LM's."""
         visual = self.encode_images(pixel_values)
         embeds = self._embed(input_ids, visual)
         extra = {} if num_items_in_batch is None else {"num_items_in_batch": num_items_in_batch}
+        if self.training and self.lm.router_aux_loss_coef is not None:
+            # transformers' MoE heads, asked for their router logits with labels, compute the load-balancing
+            # loss over the unpadded tokens and add coef x it to the loss themselves.
+            extra["output_router_logits"] = True
         with self.fusion.conditioned_on(visual, self.image_layout(input_ids, pixel_values, views_per_image)):
             return self.lm.model(inputs_embeds=embeds, attention_mask=attention_mask, labels=labels, **extra)
 

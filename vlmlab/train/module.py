@@ -32,10 +32,13 @@ class VLMTrainingModule(L.LightningModule):
         self.strict_loading = False
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss = self.model(**batch, **self._loss_normaliser(batch_idx)).loss
+        output = self.model(**batch, **self._loss_normaliser(batch_idx))
+        loss = output.loss
         if not torch.isfinite(loss):
             raise DivergedError(f"training loss is {loss.item()} at step {self.global_step}")
         self.log("train/loss", loss, prog_bar=False)
+        if getattr(output, "aux_loss", None) is not None:  # a mixture-of-experts LM: its share is in the loss
+            self.log("train/router_aux_loss", output.aux_loss, prog_bar=False)
         return loss
 
     def _loss_normaliser(self, batch_idx: int) -> dict[str, float]:
