@@ -205,7 +205,9 @@ def test_all_rows_bad_is_an_error(tmp_path):
 
 
 def test_unknown_name_lists_the_known_ones():
-    with pytest.raises(KeyError, match=r"unknown dataset 'vqa3'; known: coco_captions, docvqa, okvqa, textvqa, vqav2"):
+    with pytest.raises(KeyError, match=r"unknown dataset 'vqa3'; known: coco_captions, docvqa, gqa, mmbench, "
+                                       r"mme_cognition, mme_perception, okvqa, pope_adversarial, pope_popular, "
+                                       r"pope_random, scienceqa_img, textvqa, vqav2"):
         adapter("vqa3")
     with pytest.raises(KeyError, match="the_cauldron/ai2d"):
         load_samples("the_cauldron/nope", "train")

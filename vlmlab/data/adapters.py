@@ -25,9 +25,9 @@ from typing import Any, TypeVar
 import datasets
 from PIL import Image
 
-from vlmlab.data.benchmarks import (
-    CAULDRON_SUBSETS, BadRow, ChatSpec, DatasetSpec, DocumentSpec, adapter, cauldron, known,
-)
+from vlmlab.data.benchmarks import CAULDRON_SUBSETS, ChatSpec, DatasetSpec, DocumentSpec, adapter, cauldron, known
+from vlmlab.data.image_tables import ImageCells, image_cells, own_images
+from vlmlab.data.row_errors import BadRow, DatasetFormatError
 
 __all__ = [
     "CAULDRON_SUBSETS", "DatasetFormatError", "DatasetSpec", "DocumentSample", "DocumentSpec", "Sample", "adapter",
@@ -41,15 +41,6 @@ T = TypeVar("T")
 _DECODE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 
 
-class DatasetFormatError(ValueError):
-    """A split that does not have the shape its spec expects; names the dataset and split."""
-
-    def __init__(self, dataset: str, split: str, message: str) -> None:
-        super().__init__(f"{dataset} split {split!r}: {message}")
-        self.dataset = dataset
-        self.split = split
-
-
 @dataclass
 class Sample:
     """One benchmark item in vlmlab's common schema."""
@@ -59,6 +50,7 @@ class Sample:
     answers: list[str]   # the reference answers the metric scores against
     task: str            # the registry name, e.g. "vqav2"
     sample_id: str       # stable id from the dataset (question_id, cocoid, row:turn, ...)
+    group: tuple[str, ...] = ()  # the key a group metric judges it by, with its group (MME's image, MMBench's question)
 
 
 def load_samples(
@@ -70,13 +62,18 @@ def load_samples(
     data_files: Mapping[str, Any] | str | list[str] | None = None,
     cache_dir: str | None = None,
     skipped: Counter | None = None,
+    image_files: list[str] | None = None,
 ) -> Iterator[Sample]:
-    """Samples of one split of a registered dataset, from the hub or from local parquet `data_files`."""
+    """Samples of one split of a registered dataset, from the hub or from local parquet `data_files` (and, for a spec
+    whose images are a table of their own, `image_files` holding that table)."""
     spec = name if isinstance(name, DatasetSpec) else adapter(name)
     if not isinstance(spec, DatasetSpec):
         raise TypeError(f"{spec.name} holds documents: read it with load_documents")
+    if spec.image_table is not None and data_files is not None and image_files is None:
+        raise ValueError(f"{spec.name} keeps its images in the {spec.image_table.config} table: pass its image_files")
+    images = image_cells(spec, split, image_files, cache_dir)
     data = _load_split(spec, split, streaming, data_files, cache_dir)
-    return to_samples(spec, data, split, limit, skipped=skipped)
+    return to_samples(spec, data, split, limit, skipped=skipped, images=images)
 
 
 def _load_split(spec: DatasetSpec | DocumentSpec | ChatSpec, split: str, streaming: bool,
@@ -240,10 +237,14 @@ def to_samples(
     limit: int | None = None,
     *,
     skipped: Counter | None = None,
+    images: ImageCells | None = None,
 ) -> Iterator[Sample]:
-    """Samples from an already loaded split (a Dataset, an IterableDataset, or any iterable of row dicts)."""
+    """Samples from an already loaded split (a Dataset, an IterableDataset, or any iterable of row dicts); `images`
+    finds each row's image cell where the spec keeps its images in a table of their own (vlmlab.data.image_tables)."""
     if limit is not None and limit < 0:
         raise ValueError(f"limit must be >= 0, got {limit}")
+    if images is None and spec.image_table is not None:
+        raise ValueError(f"{spec.name} keeps its images in the {spec.image_table.config} table: pass `images`")
     columns = getattr(data, "column_names", None)
     if columns is not None:
         _check_columns(spec, split, columns)
@@ -251,12 +252,12 @@ def to_samples(
     if isinstance(data, datasets.Dataset) and len(data) == 0:
         raise DatasetFormatError(spec.name, split, "the split is empty")
     # Validation above runs at call time; only row reading is deferred to iteration.
-    return _samples(spec, data, split, limit, skipped, checked=columns is not None)
+    return _samples(spec, data, split, limit, skipped, checked=columns is not None, images=images or own_images(spec))
 
 
 def _samples(
     spec: DatasetSpec, data: Iterable[Mapping[str, Any]], split: str, limit: int | None, skipped: Counter | None,
-    checked: bool,
+    checked: bool, images: ImageCells,
 ) -> Iterator[Sample]:
     """Yield the samples of each row, skipping and counting bad rows; raise if the split is empty or all bad."""
     def samples(row: Mapping[str, Any], index: int) -> list[Sample]:
@@ -264,11 +265,13 @@ def _samples(
         if not checked:  # an iterable of unknown columns: the first row tells
             _check_columns(spec, split, list(row.keys()))
             checked = True
+        if not spec.wanted(row):  # another subset's row (POPE's other settings), or a copy the spec remakes
+            return []
         pairs = spec.turns(row)
-        image = _decode(row[spec.image_column])
+        image = _decode(images(row))
         base = str(row[spec.id_column]) if spec.id_column is not None else str(index)
-        return [Sample(image=image, prompt=prompt, answers=answers, task=spec.name,
-                       sample_id=f"{base}:{turn}" if spec.turns_column is not None else base)
+        return [Sample(image=image, prompt=prompt, answers=answers, task=spec.name, group=spec.group(row),
+                       sample_id=f"{base}:{turn}" if spec.several_per_row else base)
                 for turn, (prompt, answers) in enumerate(pairs)]
 
     return _read_rows(spec.name, data, split, limit, skipped, samples)
@@ -300,6 +303,8 @@ def _read_rows(name: str, data: Iterable[Mapping[str, Any]], split: str, limit: 
                 return
     if rows == 0:
         raise DatasetFormatError(name, split, "the split is empty")
+    if produced == 0 and not bad:
+        raise DatasetFormatError(name, split, f"none of its {rows} rows is in the adapter's subset")
     if produced == 0:
         reasons = ", ".join(f"{reason}: {count}" for reason, count in sorted(bad.items()))
         raise DatasetFormatError(name, split, f"all {rows} rows were skipped ({reasons})")

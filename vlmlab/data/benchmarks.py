@@ -1,4 +1,4 @@
-"""The hub datasets vlmlab reads (the paper's benchmarks and the_cauldron), one declarative spec each.
+"""The hub datasets vlmlab reads (the papers' benchmarks and the_cauldron), one declarative spec each.
 
 A spec says where a dataset lives on the Hugging Face hub and which of its columns make a `Sample`
 (see `vlmlab.data.adapters`). Adding a dataset is one `DatasetSpec(...)` in `REGISTRY`; nothing else
@@ -12,7 +12,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-METRICS = ("vqa_accuracy", "cider", "anls", "exact_match")
+from vlmlab.data.multiple_choice import Choices, Circular
+from vlmlab.data.row_errors import BadRow
+
+# The names vlmlab.eval scores a task by (its TASK_SCORERS); the data layer names them without importing eval.
+METRICS = ("vqa_accuracy", "cider", "anls", "exact_match", "multiple_choice", "pope_f1", "pope_accuracy", "mme",
+           "mmbench_circular", "scienceqa_accuracy", "gqa_accuracy")
 
 # The configs of HuggingFaceM4/the_cauldron (its dataset card lists 50); it only has a "train" split.
 CAULDRON_SUBSETS = (
@@ -26,13 +31,28 @@ CAULDRON_SUBSETS = (
 CAULDRON_PREFIX = "the_cauldron/"
 
 
-class BadRow(Exception):
-    """A row that cannot become a sample; `reason` is the key it is counted under in `skipped`."""
+@dataclass(frozen=True)
+class Subset:
+    """The rows of a split whose `column` holds one of `values`: POPE's sampling setting, MME's subtasks."""
 
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
+    column: str
+    values: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "values", tuple(self.values))
+
+    def holds(self, row: Mapping[str, Any]) -> bool:
+        return str(row[self.column]) in self.values
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImageTable:
+    """Images kept apart from the questions, in another config of the same repository (GQA's `*_images` beside its
+    `*_instructions`), of the same split: a question names its image in `key_column`, the table in `id_column`."""
+
+    config: str
+    key_column: str
+    id_column: str = "id"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -53,10 +73,21 @@ class DatasetSpec:
     answer_field: str | None = None      # the struct field holding the text when answers are structs
     n_answers: int | None = None         # VQA-style: exactly this many references, else the row is skipped
     turns_column: str | None = None      # a conversation ({user, assistant} turns): one sample per turn
+    instruction: str = ""                # appended to every prompt: the benchmark's request for an answer format
+    subset: Subset | None = None         # only the rows it holds; the others are no samples (and not counted bad)
+    choices: Choices | None = None       # multiple choice: references = [right letter, *options] (multiple_choice.py)
+    group_columns: tuple[str, ...] = ()  # the columns a sample's group key is made of: MME's (subtask, image)
+    image_table: ImageTable | None = None  # the images are in another table, `image_column` being its image column
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "group_columns", tuple(self.group_columns))
         if self.metric not in METRICS:
             raise ValueError(f"{self.name}: metric {self.metric!r} is not one of {METRICS}")
+        if self.choices is not None and (self.answer_column is None or self.question_column is None):
+            raise ValueError(f"{self.name}: multiple choice needs a question_column and an answer_column")
+        if self.choices is not None and self.choices.circular is not None and not self.group_columns:
+            # The circular rule judges a question by all its shifts: they must share a group key.
+            raise ValueError(f"{self.name}: circular multiple choice needs group_columns naming the question")
         if (self.turns_column is None) == (self.answer_column is None):
             raise ValueError(f"{self.name}: give exactly one of answer_column and turns_column")
         if self.turns_column is None and (self.question_column is None) == (self.prompt is None):
@@ -65,8 +96,27 @@ class DatasetSpec:
     @property
     def columns(self) -> tuple[str, ...]:
         """The columns a split must have for this spec to read it."""
-        wanted = (self.image_column, self.id_column, self.question_column, self.answer_column, self.turns_column)
-        return tuple(c for c in wanted if c is not None)
+        image = self.image_column if self.image_table is None else self.image_table.key_column
+        wanted = (image, self.id_column, self.question_column, self.answer_column, self.turns_column,
+                  self.subset.column if self.subset is not None else None,
+                  *(self.choices.columns if self.choices is not None else ()), *self.group_columns)
+        return tuple(dict.fromkeys(c for c in wanted if c is not None))
+
+    @property
+    def several_per_row(self) -> bool:
+        """Whether a row may make several samples (conversation turns, circular shifts): their ids get a suffix."""
+        return self.turns_column is not None or (self.choices is not None and self.choices.circular is not None)
+
+    def wanted(self, row: Mapping[str, Any]) -> bool:
+        """Whether the row is one this spec reads: in its subset, and not one of the dataset's own circular copies."""
+        if self.subset is not None and not self.subset.holds(row):
+            return False
+        circular = self.choices.circular if self.choices is not None else None
+        return circular is None or self.id_column is None or not circular.is_copy(row[self.id_column])
+
+    def group(self, row: Mapping[str, Any]) -> tuple[str, ...]:
+        """The row's group key, shared by the samples a group metric judges together."""
+        return tuple(str(row[column]) for column in self.group_columns)
 
     def references(self, cell: Any) -> list[str]:
         """The reference strings in one cell of the answer column; BadRow if there are none or the count is wrong."""
@@ -83,7 +133,9 @@ class DatasetSpec:
             prompt = self.prompt if self.question_column is None else row[self.question_column]
             if not isinstance(prompt, str):
                 raise BadRow("no_question", f"question is {prompt!r}")
-            return [(prompt, self.references(row[self.answer_column]))]
+            if self.choices is not None:
+                return self.choices.pairs(row, prompt, row[self.answer_column], self.instruction)
+            return [(prompt + self.instruction, self.references(row[self.answer_column]))]
         turns = row[self.turns_column] or []
         if not turns:
             raise BadRow("no_turns", f"{self.turns_column!r} is empty")
@@ -119,6 +171,16 @@ def cauldron(subset: str) -> DatasetSpec:
 
 _VQA = dict(image_column="image", question_column="question", id_column="question_id", answer_column="answers",
             n_answers=10, metric="vqa_accuracy")
+_YES_NO = dict(image_column="image", question_column="question", answer_column="answer")
+_SHORT_ANSWER = "\nAnswer the question using a single word or phrase."
+_LETTER_ANSWER = "\nAnswer with the option's letter from the given choices directly."
+POPE_SETTINGS = ("adversarial", "popular", "random")  # how the absent objects asked about were sampled
+# MME's two scores, each the sum of its subtasks' scores (the official eval_tool's eval_type_dict).
+MME_SUBTASKS = {
+    "perception": ("existence", "count", "position", "color", "posters", "celebrity", "scene", "landmark", "artwork",
+                   "OCR"),
+    "cognition": ("commonsense_reasoning", "numerical_calculation", "text_translation", "code_reasoning"),
+}
 
 REGISTRY: dict[str, DatasetSpec] = {spec.name: spec for spec in (
     DatasetSpec(name="vqav2", hub_id="HuggingFaceM4/VQAv2", splits=("train", "validation", "testdev", "test"),
@@ -130,6 +192,25 @@ REGISTRY: dict[str, DatasetSpec] = {spec.name: spec for spec in (
                 id_column="cocoid", prompt="Describe the image.", answer_column="sentences", answer_field="raw"),
     DatasetSpec(name="docvqa", hub_id="HuggingFaceM4/DocumentVQA", metric="anls", image_column="image",
                 id_column="questionId", question_column="question", answer_column="answers"),
+    # The benchmarks of MobileVLM, LLaVA-Phi and MM1.5, in lmms-lab's parquet copies, with LLaVA's evaluation prompts.
+    *(DatasetSpec(name=f"pope_{setting}", hub_id="lmms-lab/POPE", splits=("test",), metric="pope_f1",
+                  id_column="question_id", subset=Subset("category", (setting,)), instruction=_SHORT_ANSWER, **_YES_NO)
+      for setting in POPE_SETTINGS),
+    *(DatasetSpec(name=f"mme_{part}", hub_id="lmms-lab/MME", splits=("test",), metric="mme",
+                  subset=Subset("category", subtasks), group_columns=("category", "question_id"), **_YES_NO)
+      for part, subtasks in MME_SUBTASKS.items()),
+    DatasetSpec(name="mmbench", hub_id="lmms-lab/MMBench", config="en", splits=("dev",),
+                metric="mmbench_circular", image_column="image", id_column="index", question_column="question",
+                answer_column="answer", group_columns=("index",), instruction=_LETTER_ANSWER,
+                choices=Choices(option_columns=("A", "B", "C", "D"), hint_column="hint", circular=Circular())),
+    DatasetSpec(name="scienceqa_img", hub_id="lmms-lab/ScienceQA", config="ScienceQA-IMG",
+                splits=("validation", "test"), metric="scienceqa_accuracy", image_column="image",
+                question_column="question", answer_column="answer", instruction=_LETTER_ANSWER,
+                choices=Choices(list_column="choices", hint_column="hint", hint_format="Context: {hint}\n")),
+    DatasetSpec(name="gqa", hub_id="lmms-lab/GQA", config="testdev_balanced_instructions", splits=("testdev",),
+                metric="gqa_accuracy", image_column="image", id_column="id", question_column="question",
+                answer_column="answer", image_table=ImageTable(config="testdev_balanced_images", key_column="imageId"),
+                instruction=_SHORT_ANSWER),
 )}
 
 

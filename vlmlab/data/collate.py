@@ -44,6 +44,7 @@ class Example:
     answer: str
     references: tuple[str, ...] = ()
     context: tuple["Example", ...] = ()  # in-context (k-shot) examples shown, with answers, before this one
+    group: tuple[str, ...] = ()  # its group key for a group metric (MME's subtask and image); never collated
 
     def __post_init__(self) -> None:
         if not self.references:

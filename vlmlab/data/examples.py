@@ -45,10 +45,11 @@ def split_examples(split: datasets.Dataset, images: ImageProcessor, tasks: Seque
     """Samples of `split` (only `tasks` if given), decoding each distinct image once."""
     raw, documents = undecoded(split)
     # Suites with several references per sample (synthetic v2, hub benchmarks) have an `answers` column.
-    names = ["image_id", "task", "prompt", "answer"] + (["answers"] if "answers" in raw.column_names else [])
+    names = ["image_id", "task", "prompt", "answer"] + [c for c in ("answers", "group") if c in raw.column_names]
     marked = documents and "prompts" in raw.column_names  # a hub suite's conversations mark their prompts
     columns = raw.select_columns(names + (["texts"] if documents else []) + (["prompts"] if marked else [])).to_dict()
     references = columns.get("answers") or [()] * len(columns["image_id"])
+    groups = columns.get("group") or [()] * len(columns["image_id"])  # a hub benchmark's group keys (MME, MMBench)
     texts = columns.get("texts") or [[]] * len(columns["image_id"])
     prompts = columns.get("prompts") or [None] * len(columns["image_id"])
     pixels: dict[str, object] = {}
@@ -63,5 +64,5 @@ def split_examples(split: datasets.Dataset, images: ImageProcessor, tasks: Seque
         if image_id not in pixels:
             pixels[image_id] = images.to_uint8(raw[i]["image"])
         examples.append(Example(pixels[image_id], columns["task"][i], columns["prompt"][i], columns["answer"][i],
-                                tuple(references[i])))
+                                tuple(references[i]), group=tuple(groups[i] or ())))
     return examples

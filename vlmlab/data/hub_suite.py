@@ -20,7 +20,7 @@ import os
 import shutil
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,8 @@ FEATURES = datasets.Features({
     "images": datasets.List(datasets.Image()), "texts": datasets.List(datasets.Value("string")),
     # Whether each position of a document is a prompt (a conversation's user turn: read, not trained on).
     "prompts": datasets.List(datasets.Value("bool")),
+    # A benchmark sample's group key, for the metrics that judge samples together (MME's image, MMBench's question).
+    "group": datasets.List(datasets.Value("string")),
 })
 
 
@@ -62,10 +64,15 @@ class Source:
     task: str | None = None          # the task (benchmark column) its samples count under; default: the adapter
     limit: int | None = None         # a fixed, seeded subset of this many samples (VQAv2's val subset)
     conversations: bool = False      # train each row's turns as one sequence, the loss on the answers alone
+    image_patterns: tuple[str, ...] = ()  # the files of the adapter's image table, where it has one (GQA's)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "patterns", tuple(self.patterns))
+        object.__setattr__(self, "image_patterns", tuple(self.image_patterns))
         spec = adapter(self.adapter)  # KeyError naming the known adapters
+        if (getattr(spec, "image_table", None) is None) != (not self.image_patterns):
+            raise ValueError(f"source {self.name}: give image_patterns exactly when the adapter {self.adapter} keeps "
+                             "its images in a table of their own")
         turns = isinstance(spec, ChatSpec) or getattr(spec, "turns_column", None) is not None
         if self.conversations and not turns:
             raise ValueError(f"source {self.name}: conversations: the adapter {self.adapter} has no turns")
@@ -82,6 +89,12 @@ class Source:
         """Its files on the hub, or in `local_dir`, or under a mirror laid out as `<mirror>/<org>/<name>/...`."""
         local = self.local_dir or (str(Path(mirror) / self.repo) if mirror else None)
         return HubFiles(repo=self.repo, patterns=self.patterns, revision=self.revision, local_dir=local)
+
+    def image_files(self, mirror: str | None = None) -> HubFiles | None:
+        """The files of its image table (same repository and place as its questions), if its adapter has one."""
+        if not self.image_patterns:
+            return None
+        return replace(self.files(mirror), patterns=self.image_patterns)
 
 
 def _sources(raw: Sequence[Mapping[str, Any] | Source], role: str) -> tuple[Source, ...]:
@@ -156,7 +169,9 @@ class HubSuite:
 
     def hub_files(self) -> list[HubFiles]:
         """Every file the suite reads: what `vlmlab prefetch` downloads for an offline cluster."""
-        return [s.files(self.mirror) for s in (*self.train, *self.shots, *self.benchmarks)]
+        sources = (*self.train, *self.shots, *self.benchmarks)
+        images = [s.image_files(self.mirror) for s in sources]
+        return [s.files(self.mirror) for s in sources] + [files for files in images if files is not None]
 
     def image_urls(self) -> list[str]:
         """The image URLs of the suite's document sources (OBELICS): what the image store must hold. Read from
@@ -212,8 +227,10 @@ class HubSuite:
                 writer.write(_row(sample, source.name, self.canvas))
             writer.finalize()
         rows = datasets.Dataset.from_file(str(path))
-        order = _seeded_order(len(rows), f"{self.seed}:{source.name}")
-        return rows.select(order if source.limit is None else order[: source.limit])
+        key, groups = f"{self.seed}:{source.name}", rows["group"]
+        if any(groups):  # a subset must not split what is judged together (MME's image pairs, MMBench's shifts)
+            return rows.select(_seeded_group_order(list(groups), key, source.limit))
+        return rows.select(_seeded_order(len(rows), key)[: source.limit])
 
     def _read(self, source: Source, counter: Counter) -> Iterator[Sample | DocumentSample]:
         """The source's samples as its adapter reads them: examples, documents or conversations."""
@@ -223,7 +240,9 @@ class HubSuite:
         if isinstance(adapter(source.adapter), DocumentSpec):
             return load_documents(source.adapter, source.split, data_files=files, skipped=counter,
                                   image_store=self.image_store)
-        return load_samples(source.adapter, source.split, data_files=files, skipped=counter)
+        images = source.image_files(self.mirror)
+        return load_samples(source.adapter, source.split, data_files=files, skipped=counter,
+                            image_files=None if images is None else [str(path) for path in images.paths()])
 
 
 def _seeded_order(n: int, key: str) -> list[int]:
@@ -234,6 +253,21 @@ def _seeded_order(n: int, key: str) -> list[int]:
     return order
 
 
+def _seeded_group_order(groups: list[list[str]], key: str, limit: int | None) -> list[int]:
+    """Rows in a seeded order of their groups, each group's rows together and in reading order; with a limit, as many
+    whole groups as fit in `limit` rows (a row without a group key is a group of its own)."""
+    members: dict[tuple, list[int]] = {}
+    for i, group in enumerate(groups):
+        members.setdefault(tuple(group) if group else ("", str(i)), []).append(i)
+    keys = list(members)
+    order: list[int] = []
+    for k in _seeded_order(len(keys), key):
+        rows = members[keys[k]]
+        if limit is None or len(order) + len(rows) <= limit:
+            order += rows
+    return order
+
+
 def _row(sample: Sample | DocumentSample, task: str, canvas: int) -> dict:
     """A sample in the suite's columns, its images at most `canvas` on their longest side, encoded losslessly."""
     image_id = f"{task}:{sample.sample_id}"
@@ -241,10 +275,10 @@ def _row(sample: Sample | DocumentSample, task: str, canvas: int) -> dict:
         return {"image": None, "image_id": image_id, "task": task, "prompt": "", "answer": "", "answers": [],
                 "images": [None if isinstance(p, str) else _encoded(p, canvas) for p in sample.parts],
                 "texts": [p if isinstance(p, str) else None for p in sample.parts],
-                "prompts": [i in sample.prompts for i in range(len(sample.parts))]}
+                "prompts": [i in sample.prompts for i in range(len(sample.parts))], "group": []}
     return {"image": _encoded(sample.image, canvas), "image_id": image_id, "task": task, "prompt": sample.prompt,
             "answer": _target(sample.answers), "answers": list(sample.answers), "images": [], "texts": [],
-            "prompts": []}
+            "prompts": [], "group": list(sample.group)}
 
 
 def _encoded(image: Image.Image, canvas: int) -> dict:

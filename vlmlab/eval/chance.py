@@ -38,13 +38,16 @@ def chance_baselines(train: datasets.Dataset, test: datasets.Dataset, metrics: M
         if task in benchmark_of and answer:
             answers.setdefault(benchmark_of[task], Counter())[answer] += 1
     references: dict[str, list[tuple[str, ...]]] = {}
+    groups: dict[str, list[tuple[str, ...]]] = {}  # the group metrics' keys (MME's images, MMBench's questions)
     has_answers = "answers" in test.column_names
-    columns = test.select_columns(["task", "answer", *(["answers"] if has_answers else [])]).to_dict()
+    optional = [c for c in ("answers", "group") if c in test.column_names]
+    columns = test.select_columns(["task", "answer", *optional]).to_dict()
     for i, task in enumerate(columns["task"]):
         items = references.setdefault(task, [])
         if task in metrics and (limit is None or len(items) < limit):
             items.append(tuple(columns["answers"][i]) if has_answers and columns["answers"][i]
                          else (columns["answer"][i],))
+            groups.setdefault(task, []).append(tuple(columns["group"][i] or ()) if "group" in columns else ())
     baselines = {}
     for task, counts in answers.items():
         if not references.get(task):
@@ -52,5 +55,5 @@ def chance_baselines(train: datasets.Dataset, test: datasets.Dataset, metrics: M
         top = max(counts.values())
         constant = min(answer for answer, n in counts.items() if n == top)
         refs = references[task]
-        baselines[task] = ChanceBaseline(constant, score(metrics[task], [constant] * len(refs), refs))
+        baselines[task] = ChanceBaseline(constant, score(metrics[task], [constant] * len(refs), refs, groups[task]))
     return baselines

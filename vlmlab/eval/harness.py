@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 import random
 from dataclasses import dataclass, replace
 
@@ -11,13 +11,14 @@ import torch
 from lightning.fabric.utilities.apply_func import move_data_to_device
 
 from vlmlab.data.collate import Example, VLMCollator
-from vlmlab.eval.metrics import cider_d, metric
+from vlmlab.eval.metrics import task_score
+from vlmlab.eval.task_score import Group, TaskScore
 from vlmlab.models.vlm import VisionLanguageModel
 
 
 @dataclass
 class EvalResult:
-    """Scores per task (percent; CIDEr x100 as papers report it), and the predictions behind them."""
+    """Scores per task as papers report them (percent; CIDEr x100; MME points), and the predictions behind them."""
 
     scores: dict[str, float]
     predictions: list[dict[str, str | float]]
@@ -26,12 +27,16 @@ class EvalResult:
 
 
 def limit_per_task(examples: list[Example], limit: int | None) -> list[Example]:
-    """The first `limit` examples of each task, in order (all of them when `limit` is None)."""
+    """The first `limit` examples of each task, in order (all of them when `limit` is None), and the rest of the
+    group of the last one kept: a group metric (an MME image's question pair, an MMBench question's rotations)
+    scores whole groups only."""
     seen: dict[str, int] = defaultdict(int)
+    last_group: dict[str, tuple[str, ...]] = {}
     kept = []
     for ex in examples:
-        if limit is None or seen[ex.task] < limit:
+        if limit is None or seen[ex.task] < limit or (ex.group and ex.group == last_group.get(ex.task)):
             seen[ex.task] += 1
+            last_group[ex.task] = ex.group
             kept.append(ex)
     return kept
 
@@ -74,21 +79,29 @@ def truncate_at(text: str, stops: tuple[str, ...]) -> str:
     return text[:cut].strip()
 
 
-def item_scores(task_metric: str, predictions: list[str], references: list[tuple[str, ...]]) -> list[float]:
-    """Each answer's score in percent: the per-sample metric, or the image's CIDEr-D within the task's corpus (whose
-    mean is the corpus score). What the tables' item-level tests pair across arms."""
-    if task_metric == "cider":
-        return [100.0 * value for value in cider_d(predictions, references)[1]]
-    scorer = metric(task_metric)
-    return [100.0 * scorer(p, r) for p, r in zip(predictions, references)]
+def item_scores(task_metric: str, predictions: list[str], references: list[tuple[str, ...]],
+                groups: Sequence[Group] | None = None) -> list[float]:
+    """Each answer's share of its task's score (their mean is the score; vlmlab.eval.task_score): what the tables'
+    item-level tests pair across arms."""
+    return task_score(task_metric, predictions, references, groups).items
 
 
-def score(task_metric: str, predictions: list[str], references: list[tuple[str, ...]]) -> float:
-    """One task's score in percent: the mean per-sample metric, or corpus-level CIDEr-D."""
-    if task_metric == "cider":  # CIDEr's idf comes from the whole corpus of references: not a per-sample mean
-        return 100.0 * cider_d(predictions, references)[0]
-    scorer = metric(task_metric)
-    return 100.0 * sum(scorer(p, r) for p, r in zip(predictions, references)) / len(predictions)
+def score(task_metric: str, predictions: list[str], references: list[tuple[str, ...]],
+          groups: Sequence[Group] | None = None) -> float:
+    """One task's score as its benchmark reports it (percent; CIDEr x100; MME points)."""
+    return task_score(task_metric, predictions, references, groups).score
+
+
+def score_tasks(metrics: Mapping[str, str], examples: Sequence[Example],
+                predictions: Sequence[str]) -> dict[str, TaskScore]:
+    """Each task's score and item scores (in the order of its examples), from one prediction per example."""
+    by_task: dict[str, tuple[list[str], list[tuple[str, ...]], list[Group]]] = defaultdict(lambda: ([], [], []))
+    for ex, text in zip(examples, predictions, strict=True):
+        answers, references, groups = by_task[ex.task]
+        answers.append(text)
+        references.append(ex.references)
+        groups.append(ex.group)
+    return {task: task_score(metrics[task], *columns) for task, columns in sorted(by_task.items())}
 
 
 @torch.no_grad()
@@ -103,7 +116,7 @@ def evaluate(
     model.eval()
     device = next(model.parameters()).device  # batches go where the model is (a GPU after GPU training)
     tokenizer = collator.tokenizer
-    by_task: dict[str, tuple[list[str], list[tuple[str, ...]]]] = defaultdict(lambda: ([], []))
+    texts: list[str] = []
     predictions: list[dict] = []
     lengths: list[int] = []
     for start in range(0, len(examples), batch_size):
@@ -115,13 +128,13 @@ def evaluate(
         lengths += generated_lengths(new_tokens, tokenizer.eos_token_id)
         for ex, text in zip(chunk, tokenizer.batch_decode(new_tokens, skip_special_tokens=True)):
             text = truncate_at(text, stops)
-            by_task[ex.task][0].append(text)
-            by_task[ex.task][1].append(ex.references)
+            texts.append(text)
             predictions.append({"task": ex.task, "prompt": ex.prompt, "answer": ex.answer, "prediction": text})
     model.train(was_training)
-    scores = {task: score(metrics[task], preds, refs) for task, (preds, refs) in sorted(by_task.items())}
+    scored = score_tasks(metrics, examples, texts)
+    scores = {task: result.score for task, result in scored.items()}
     # Each saved answer with its own score, in the order of the examples (each task's answers in turn).
-    per_item = {task: iter(item_scores(metrics[task], preds, refs)) for task, (preds, refs) in by_task.items()}
+    per_item = {task: iter(result.items) for task, result in scored.items()}
     for prediction in predictions:
         prediction["score"] = round(next(per_item[prediction["task"]]), 4)
     return EvalResult(scores=scores, predictions=predictions, samples=len(examples),

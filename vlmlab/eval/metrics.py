@@ -2,7 +2,11 @@
 
 Per-sample metrics take a prediction and its references and return a score in [0, 1]; `METRICS` maps their
 names to them under one signature, `(prediction, references) -> float`, and `metric(name)` looks one up.
-CIDEr-D is corpus-level (its idf comes from the whole corpus), so it is not in `METRICS`: call `cider_d`.
+
+A task is scored by `task_score(name, predictions, references, groups)`, whatever its metric: `TASK_SCORERS` holds
+one `TaskScorer` (vlmlab.eval.task_score) per name, the mean of each per-sample metric, and the metrics that are no
+per-sample mean: CIDEr-D (its idf comes from the whole corpus), POPE's F1 (from the task's confusion matrix), MME's
+score (per-subtask accuracies over questions and over image pairs, summed) and MMBench's circular accuracy.
 """
 
 from __future__ import annotations
@@ -10,12 +14,16 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 
+from vlmlab.eval.choices import circular_accuracy, scienceqa_accuracy
 from vlmlab.eval.cider import caption_tokenise, cider_d
+from vlmlab.eval.task_score import Group, TaskScore, TaskScorer
 from vlmlab.eval.vqa import vqa_accuracy, vqa_normalise
+from vlmlab.eval.yes_no import mme_score, pope_accuracy, pope_f1
 
 __all__ = [
-    "METRICS", "anls", "caption_tokenise", "cider_d", "exact_match", "levenshtein", "metric",
-    "multiple_choice", "multiple_choice_accuracy", "normalise", "vqa_accuracy", "vqa_normalise",
+    "METRICS", "TASK_SCORERS", "TaskScore", "anls", "caption_tokenise", "cider_d", "exact_match", "gqa_accuracy",
+    "gqa_normalise", "levenshtein", "metric", "multiple_choice", "multiple_choice_accuracy", "normalise",
+    "task_score", "vqa_accuracy", "vqa_normalise",
 ]
 
 _WHITESPACE = re.compile(r"\s+")
@@ -107,6 +115,17 @@ def multiple_choice(prediction: str, references: Sequence[str]) -> float:
     return multiple_choice_accuracy(prediction, choices, index)
 
 
+def gqa_normalise(answer: str) -> str:
+    """An answer as LLaVA's GQA pipeline hands it to GQA's official eval.py (`convert_gqa_for_eval.py`): trailing
+    full stops dropped, lower case. eval.py then compares strings exactly: no article or punctuation removal."""
+    return answer.strip().rstrip(".").lower()
+
+
+def gqa_accuracy(prediction: str, references: Sequence[str]) -> float:
+    """GQA's accuracy for one question: 1.0 when the normalised answer is the reference, exactly."""
+    return float(any(gqa_normalise(prediction) == reference for reference in references))
+
+
 # Per-sample metrics by name, all with the signature (prediction, references) -> float in [0, 1].
 METRICS: dict[str, Callable[[str, Sequence[str]], float]] = {
     "exact_match": exact_match,
@@ -114,15 +133,52 @@ METRICS: dict[str, Callable[[str, Sequence[str]], float]] = {
     "anls": anls,
     "multiple_choice": multiple_choice,
 }
+# Per-sample rules of one benchmark each, whose references have that benchmark's shape (a yes/no label; the right
+# letter and the options): task metrics only, since they score no free-form reference list.
+_BENCHMARK_RULES: dict[str, Callable[[str, Sequence[str]], float]] = {
+    "pope_accuracy": pope_accuracy,
+    "scienceqa_accuracy": scienceqa_accuracy,
+    "gqa_accuracy": gqa_accuracy,
+}
 
 
-# How a table's header names each metric, as papers print it (CIDEr is corpus-level: vlmlab.eval.cider).
+def _mean_of(scorer: Callable[[str, Sequence[str]], float]) -> TaskScorer:
+    """A per-sample metric as a TaskScorer: the mean in percent, each item its own score."""
+    def score(predictions: Sequence[str], references: Sequence[Sequence[str]], groups: Sequence[Group]) -> TaskScore:
+        items = [100.0 * scorer(p, r) for p, r in zip(predictions, references)]
+        return TaskScore(sum(items) / len(items), items)
+    return score
+
+
+def _cider(predictions: Sequence[str], references: Sequence[Sequence[str]], groups: Sequence[Group]) -> TaskScore:
+    """Corpus CIDEr-D x100; each image's CIDEr-D within the corpus is its share (their mean is the corpus score)."""
+    mean, per_image = cider_d(predictions, references)
+    return TaskScore(100.0 * mean, [100.0 * value for value in per_image])
+
+
+# Every task metric by name: the per-sample means, and those computed over the whole task.
+TASK_SCORERS: dict[str, TaskScorer] = {
+    **{name: _mean_of(scorer) for name, scorer in {**METRICS, **_BENCHMARK_RULES}.items()},
+    "cider": _cider,
+    "pope_f1": pope_f1,
+    "mme": mme_score,
+    "mmbench_circular": circular_accuracy,
+}
+
+
+# How a table's header names each metric, as papers print it.
 METRIC_LABELS: dict[str, str] = {
     "exact_match": "EM",
     "vqa_accuracy": "VQA acc.",
     "anls": "ANLS",
     "multiple_choice": "MC acc.",
     "cider": "CIDEr",
+    "pope_f1": "F1",
+    "pope_accuracy": "acc.",
+    "mme": "score",
+    "mmbench_circular": "circ. acc.",
+    "scienceqa_accuracy": "IMG acc.",
+    "gqa_accuracy": "acc.",
 }
 
 
@@ -131,5 +187,20 @@ def metric(name: str) -> Callable[[str, Sequence[str]], float]:
     try:
         return METRICS[name]
     except KeyError:
-        hint = " (CIDEr is corpus-level: use cider_d)" if "cider" in name.lower() else ""
+        hint = " (CIDEr is corpus-level: use cider_d or task_score)" if "cider" in name.lower() else \
+            " (it is task-level: use task_score)" if name in TASK_SCORERS else ""
         raise KeyError(f"unknown metric {name!r}; known: {', '.join(sorted(METRICS))}{hint}") from None
+
+
+def task_score(name: str, predictions: Sequence[str], references: Sequence[Sequence[str]],
+               groups: Sequence[Group] | None = None) -> TaskScore:
+    """One task's score and item scores under the metric called `name`; `groups` gives each item's group key (none:
+    every item its own group). KeyError naming the known metrics for an unknown name."""
+    if name not in TASK_SCORERS:
+        raise KeyError(f"unknown metric {name!r}; known: {', '.join(sorted(TASK_SCORERS))}")
+    groups = [()] * len(predictions) if groups is None else [tuple(g) for g in groups]
+    if not len(predictions) == len(references) == len(groups):
+        raise ValueError(f"{len(predictions)} predictions, {len(references)} reference sets, {len(groups)} groups")
+    if not predictions:
+        raise ValueError(f"{name}: no predictions to score")
+    return TASK_SCORERS[name](predictions, references, groups)
