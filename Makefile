@@ -13,7 +13,7 @@ ARGS ?=
 # Trials per arm for `make tune`; empty: the ablation file's `tune.trials`, else 6.
 TRIALS ?=
 
-.PHONY: install sweep pretrain prefetch tune tables migrate sync status test test-slow test-gpu bench bench-gpu clean-outputs
+.PHONY: install sweep pretrain prefetch tune tables migrate sync status test test-slow test-gpu bench bench-gpu bench-latency clean-outputs
 
 install: $(STAMP)
 
@@ -70,6 +70,10 @@ bench-gpu: install
 	# Lightning against a bare loop on one GPU: the tiny default, then SigLIP-SO400M + 1.1B-Llama shapes
 	$(BIN)/python -m vlmlab.bench --steps 50 --repeats 2 trainer=gpu $(ARGS)
 	$(BIN)/python -m vlmlab.bench --steps 20 --repeats 2 trainer=gpu +shapes=siglip400m_llama1b $(ARGS)
+
+bench-latency: install
+	# every arm of ablations/$(AXIS).yaml serving one request (batch 1, greedy): visual tokens, TTFT ms, decode tok/s
+	$(BIN)/python -m vlmlab.bench.latency $(AXIS) $(ARGS)
 
 clean-outputs:
 	rm -rf outputs

@@ -72,6 +72,9 @@ class Cost:
     data_skipped: dict[str, dict[str, int]] | None = None  # bad rows of the data, per source and reason
     vision_quality: float | None = None  # a zoo tower's linear-probe accuracy, % (vlmlab.models.zoo)
     lm_quality: float | None = None  # a zoo LM's held-out perplexity
+    # Serving one request at a time on the run's device (vlmlab.eval.latency; the device is in the provenance):
+    ttft_ms: float | None = None  # median ms to the first new token: image encoding, prefill and one token
+    decode_tokens_per_s: float | None = None  # median new tokens per second after the first (greedy, KV cache)
 
     def to_dict(self) -> dict[str, Any]:
         """The measured fields as plain data (the ones left None are not written)."""

@@ -195,6 +195,14 @@ COST_COLUMNS: tuple[CostColumn, ...] = (
     CostColumn("inference_flops_per_sample", "inference_flops_per_sample", mean_int, 7, "infer FLOPs", human_flops,
                "infer FLOPs: forward FLOPs per evaluation sample (image encoding, prefill and greedy decoding with "
                "the KV cache)", integer=True),
+    # Serving latency (vlmlab.eval.latency), the cost MobileVLM and LLaVA-Phi report for small devices.
+    CostColumn("ttft_ms_mean", "ttft_ms", mean, 15, "TTFT ms", measured,
+               "TTFT ms: time to the first answer token serving one request on the run's device (batch 1, greedy, KV "
+               "cache): image encoding, prefill and one token, the median over `latency.samples` test items",
+               in_table=measured_somewhere, in_csv=measured_somewhere),
+    CostColumn("decode_tokens_per_s_mean", "decode_tokens_per_s", mean, 16, "tok/s", measured,
+               "tok/s: new tokens per second after the first one in those requests (median; every request decodes "
+               "`latency.new_tokens` tokens)", in_table=measured_somewhere, in_csv=measured_somewhere),
     CostColumn("train_seconds_mean", "train_seconds", mean, 5, "train s", measured,
                "train s: mean training time in seconds"),
     CostColumn("train_samples_per_second_mean", "train_samples_per_second", mean, 8, "samples/s", measured,

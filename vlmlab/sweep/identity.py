@@ -17,6 +17,7 @@ NON_SCIENCE_KEYS = (
     "trainer.log_every_n_steps", "trainer.enable_progress_bar", "trainer.enable_model_summary",
     "data.suite.mirror", "data.suite.image_store",  # where a hub suite's files are read from, not which files
     "model.vision.zoo_dir", "model.lm.zoo_dir",  # where zoo backbones are kept; their recipe names the weights
+    "latency",  # how the trained model's serving latency is timed after evaluation: a measurement, not training
 )
 
 

@@ -13,6 +13,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from vlmlab.eval.latency import LatencySettings
 from vlmlab.errors import ConfigError
 from vlmlab.models.build import check_model_config, instantiate_group
 from vlmlab.train.budget import Budget
@@ -126,6 +127,7 @@ def _check_stage(cfg: DictConfig) -> None:
     _check_numbers(cfg)
     check_layout(cfg)  # the global batch splits over the processes
     Budget.from_config(cfg.get("budget"))  # an unknown unit or a non-positive value, before anything trains
+    LatencySettings.from_config(cfg.get("latency"))  # what the run checks at its start, before the sweep launches it
     suite = instantiate_group("data.suite", cfg.data.suite)
     known = suite.task_metrics()
     if unknown := sorted(set(cfg.eval.tasks or ()) - set(known)):

@@ -16,11 +16,12 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 from transformers import PreTrainedTokenizerBase
 
-from vlmlab.data.collate import VLMCollator
+from vlmlab.data.collate import Example, VLMCollator
 from vlmlab.data.images import ImageProcessor
 from vlmlab.data.suite import skipped_rows
 from vlmlab.data.tokenizer import IMAGE_TOKEN
 from vlmlab.eval.harness import evaluate, limit_per_task, with_context
+from vlmlab.eval.latency import LatencySettings, measure_latency
 from vlmlab.models.build import build_vlm, count_parameters, instantiate_group
 from vlmlab.models.vlm import VisionLanguageModel
 from vlmlab.run_record import Cost
@@ -95,12 +96,18 @@ class StageData:
     sample: SampleCost
 
 
+def stage_collator(cfg: DictConfig, model: VisionLanguageModel, pipeline: DataPipeline
+                   ) -> tuple[ImageProcessor, VLMCollator]:
+    """The image processing and collator of a stage with config `cfg`, for `model`."""
+    images: ImageProcessor = instantiate(cfg.data.image, _convert_="all")
+    return images, VLMCollator(pipeline.tokenizer, images, model.sequence_tokens, cfg.data.prompt_template,
+                               prompt_templates(cfg.data))
+
+
 def stage_data(cfg: DictConfig, model: VisionLanguageModel, pipeline: DataPipeline, layout: Parallelism) -> StageData:
     """The data of a stage with config `cfg`, in micro-batches of `layout` (`make bench` builds it this way too)."""
     performance = cfg.get("performance") or {}
-    images: ImageProcessor = instantiate(cfg.data.image, _convert_="all")
-    collator = VLMCollator(pipeline.tokenizer, images, model.sequence_tokens, cfg.data.prompt_template,
-                           prompt_templates(cfg.data))
+    images, collator = stage_collator(cfg, model, pipeline)
     datamodule = VLMDataModule(pipeline.training_samples(images, "train"), pipeline.training_samples(images, "validation"),
                                collator, layout.micro_batch, cfg.seed, cfg.data.num_workers, cfg.data.get("mixture"),
                                pin_memory=bool(performance.get("pin_memory")),
@@ -280,10 +287,24 @@ def train_and_validate(cfg: DictConfig, run_dir: Path, run_id: str,
     ))
 
 
+def evaluation_examples(cfg: DictConfig, pipeline: DataPipeline, images: ImageProcessor) -> list[Example]:
+    """The test items a run with config `cfg` evaluates on, at `images`' processing, with their k-shot contexts."""
+    spec = pipeline.suite
+    test = limit_per_task(pipeline.examples(images, cfg.eval.split), cfg.eval.limit_per_task)
+    tasks = set(cfg.eval.tasks or spec.task_metrics())  # null: every benchmark the suite scores
+    test = [ex for ex in test if ex.task in tasks]
+    # k-shot evaluation (the paper's ablations are 4-shot): contexts drawn from the training split with a fixed seed.
+    shots = cfg.eval.get("shots", 0)
+    pool = pipeline.context_pool(images, tasks) if shots > 0 else []  # zero-shot decodes no training rows for it
+    return with_context(test, pool, shots, seed=0, sources=spec.context_tasks())
+
+
 def train_and_evaluate(cfg: DictConfig, run_dir: Path, run_id: str,
                        stop: StopRequest | None = None) -> RunOutcome | None:
-    """Train the configured VLM stage by stage (resuming exactly from the last checkpoints), then evaluate it;
-    None on every process but rank 0 of a multi-process run, which alone evaluates and reports."""
+    """Train the configured VLM stage by stage (resuming exactly from the last checkpoints), then evaluate it and
+    time it serving single requests; None on every process but rank 0 of a multi-process run, which alone
+    evaluates and reports."""
+    latency = LatencySettings.from_config(cfg.get("latency"))  # read now: a bad value fails before training
     trained = _train(cfg, run_dir, run_id, stop)
     if not trained.is_global_zero:
         return None
@@ -293,16 +314,13 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, run_id: str,
     if (cfg.get("checkpoint") or {}).get("export_final"):
         export_trainable(model, run_dir / "final.safetensors")
     stage_costs, loggers = trained.stage_costs, trained.loggers
-    test = limit_per_task(pipeline.examples(images, cfg.eval.split), cfg.eval.limit_per_task)
-    tasks = set(cfg.eval.tasks or spec.task_metrics())  # null: every benchmark the suite scores
-    test = [ex for ex in test if ex.task in tasks]
-    # k-shot evaluation (the paper's ablations are 4-shot): contexts drawn from the training split with a fixed seed.
-    test = with_context(test, pipeline.context_pool(images, tasks), cfg.eval.get("shots", 0), seed=0,
-                        sources=spec.context_tasks())
+    test = evaluation_examples(cfg, pipeline, images)
     started = time.perf_counter()
     with evaluation_precision(cfg.trainer):
         result = evaluate(model, collator, test, cfg.eval.batch_size, cfg.eval.max_new_tokens, spec.task_metrics())
     eval_seconds = time.perf_counter() - started
+    with evaluation_precision(cfg.trainer):  # after eval_seconds: the evaluation's time stays what it measured
+        served = measure_latency(model, collator, test, latency)
     steps = sum(c.train_steps for c in stage_costs)
     test_row = {f"test/{task}": score for task, score in result.scores.items()}
     for logger in loggers:
@@ -320,6 +338,8 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, run_id: str,
             model, collator, images, test, result.generated_tokens, max(1, min(cfg.eval.batch_size, len(test))),
         )) if test else None,
         data_skipped=skipped_rows(spec, pipeline.cache_dir) or None,
+        ttft_ms=None if served is None else round(served.ttft_ms, 2),
+        decode_tokens_per_s=None if served is None else round(served.decode_tokens_per_s, 1),
     )
     return RunOutcome(metrics=result.scores, cost=cost, predictions=result.predictions, dataset_version=spec.version,
                       loss_log=loss_log_csv([*trained.loss_rows, {"step": steps, **test_row}]))
