@@ -15,8 +15,10 @@ score at toy scale (~1M-parameter models, ~800 CPU steps, 64-128 px images):
 Training data has one task per benchmark (TRAIN_TASKS); `caption_style="alt"` swaps the clean training
 captions for noisy alt-text-like ones (Table 6) and changes nothing else. `story_documents=N` adds N interleaved
 training documents (task `story`: 1-3 grid scenes, each with text about it) after every other training row,
-which stay as they were; at 0 (the default) the suite is exactly what it was before stories existed. The
-suite is a pure function of a `SyntheticV2Spec` and is cached on disk as a Hugging Face `DatasetDict`, like
+which stay as they were; at 0 (the default) the suite is exactly what it was before stories existed. `probes=True`
+adds the probe benchmarks of small-VLM papers (PROBE_GENERATORS: POPE-style hallucination questions, multiple
+choice; vlmlab.data.probes) with their training tasks, on grid scenes of their own family, so every other row stays
+as it was. The suite is a pure function of a `SyntheticV2Spec` and is cached on disk as a Hugging Face `DatasetDict`, like
 version 1.
 """
 
@@ -36,6 +38,7 @@ import numpy as np
 from PIL import Image
 
 from vlmlab.data import knowledge as know
+from vlmlab.data import probes
 from vlmlab.data import scenes_v2 as sc
 from vlmlab.data import synthetic as v1
 from vlmlab.data.cache import build_once
@@ -43,6 +46,7 @@ from vlmlab.data.scenes_v2 import Grid, alt_caption, caption_references, vqa_que
 
 SUITE_VERSION: str = "synthetic-v2.2"  # bump whenever a generator changes: caches are keyed by it
 STORY_VERSION: str = "story-1"  # bump whenever the story generator changes (only suites with stories name it)
+PROBE_VERSION: str = "probes-1"  # bump whenever a probe generator changes (only suites with probes name it)
 STORY_TASK: str = "story"
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
 CAPTION_STYLES: tuple[str, ...] = ("clean", "alt")
@@ -141,6 +145,20 @@ GENERATORS: dict[str, Generator] = {g.benchmark: g for g in (
     ),
 )}
 BENCHMARKS: dict[str, BenchmarkInfo] = {name: g.info for name, g in GENERATORS.items()}
+
+# Opt-in benchmarks (`probes=True`): POPE's random and adversarial splits, and multiple choice. Their scenes are
+# grid scenes drawn in a family of their own ("probe"), so turning them on moves no row of GENERATORS' tasks.
+PROBE_GENERATORS: dict[str, Generator] = {g.benchmark: g for g in (
+    *(Generator(
+        f"synth_pope_{split}", f"pope_{split}",
+        BenchmarkInfo("pope_f1", f"POPE-style: is a colour-shape pair in the scene? half absent ({split} negatives)"),
+        "probe", _draw_grid, v1.render_scene, lambda s, rng, split=split: probes.pope_question(s, rng, split),
+    ) for split in probes.NEGATIVES),
+    Generator(
+        "synth_mc", "mc", BenchmarkInfo("multiple_choice", "the colour of a shape, four lettered options"),
+        "probe", _draw_grid, v1.render_scene, probes.mc_question,
+    ),
+)}
 TRAIN_TASKS: tuple[str, ...] = tuple(g.train_task for g in GENERATORS.values())
 
 
@@ -154,6 +172,7 @@ class SyntheticV2Spec:
     eval_images: int = 100  # per benchmark, for validation and for test each
     caption_style: str = "clean"  # training captions: "clean" (exact) or "alt" (noisy alt-text-like)
     story_documents: int = 0  # interleaved training documents (task "story"); 0: none, the suite as it was
+    probes: bool = False  # add PROBE_GENERATORS' benchmarks and training tasks; False: the suite as it was
 
     def __post_init__(self) -> None:
         for name in ("seed", "canvas", "train_images", "eval_images", "story_documents"):
@@ -164,6 +183,8 @@ class SyntheticV2Spec:
         for name in ("train_images", "eval_images"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"synthetic-v2 spec: {name} must be positive, got {getattr(self, name)}")
+        if not isinstance(self.probes, bool):
+            raise ValueError(f"synthetic-v2 spec: probes must be true or false, got {self.probes!r}")
         if self.story_documents < 0:
             raise ValueError(f"synthetic-v2 spec: story_documents must be 0 or more, got {self.story_documents}")
         if self.canvas < 64:
@@ -175,15 +196,22 @@ class SyntheticV2Spec:
     def digest(self) -> str:
         """Short stable hash of the spec's fields."""
         fields = {k: v if isinstance(v, str) else int(v) for k, v in dataclasses.asdict(self).items()}
-        if not self.story_documents:  # a suite without stories keeps the digest (and cache) it had before them
-            del fields["story_documents"]
+        # a suite without stories or probes keeps the digest (and cache) it had before they existed
+        for optional in ("story_documents", "probes"):
+            if not fields[optional]:
+                del fields[optional]
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
 
     # The suite interface the run uses (shared with SyntheticSpec): version, load, metric per task.
     @property
     def version(self) -> str:
-        """The generators' version: the story generator's joins it only when the suite has stories."""
-        return f"{SUITE_VERSION}+{STORY_VERSION}" if self.story_documents else SUITE_VERSION
+        """The generators' version: the story and probe generators' join it only when the suite has them."""
+        extras = [v for v, on in ((STORY_VERSION, self.story_documents), (PROBE_VERSION, self.probes)) if on]
+        return "+".join((SUITE_VERSION, *extras))
+
+    def generators(self) -> dict[str, Generator]:
+        """The benchmarks of this suite and their generators: GENERATORS, and PROBE_GENERATORS with `probes`."""
+        return {**GENERATORS, **PROBE_GENERATORS} if self.probes else GENERATORS
 
     in_memory = True  # small enough that a run decodes every image once and keeps it (vlmlab.data.suite)
 
@@ -193,15 +221,16 @@ class SyntheticV2Spec:
 
     def task_metrics(self) -> dict[str, str]:
         """Metric name of each benchmark (the evaluation tasks)."""
-        return {name: info.metric for name, info in BENCHMARKS.items()}
+        return {name: g.info.metric for name, g in self.generators().items()}
 
     def train_tasks(self) -> tuple[str, ...]:
         """Tasks of the training split (what a data mixture can weight): `story` only when the suite has stories."""
-        return (*TRAIN_TASKS, STORY_TASK) if self.story_documents else TRAIN_TASKS
+        tasks = tuple(g.train_task for g in self.generators().values())
+        return (*tasks, STORY_TASK) if self.story_documents else tasks
 
     def context_tasks(self) -> dict[str, str]:
         """Each benchmark's in-context shots come from its training task (synth_ocr's from ocr, ...)."""
-        return {name: g.train_task for name, g in GENERATORS.items()}
+        return {name: g.train_task for name, g in self.generators().items()}
 
 
 @dataclass(frozen=True)
@@ -252,15 +281,16 @@ def _draw_task(spec: SyntheticV2Spec, split: str, gen: Generator, taken: set[tup
 
 def draw_suite(spec: SyntheticV2Spec) -> dict[str, dict[str, list[Example]]]:
     """Every split's examples (split -> task -> examples), drawn but not rendered."""
-    taken: dict[str, set[tuple]] = {g.family: set() for g in GENERATORS.values()}
+    generators = spec.generators()
+    taken: dict[str, set[tuple]] = {g.family: set() for g in generators.values()}
     suite: dict[str, dict[str, list[Example]]] = {}
     # held-out splits first, so they do not move when train_images or caption_style changes
     for split in ("test", "validation", "train"):
         suite[split] = {}
-        for gen in GENERATORS.values():
+        for gen in generators.values():
             suite[split][gen.task(split)] = _draw_task(spec, split, gen, taken[gen.family])
         # keys join `taken` only after the whole split: disjointness is between splits, not within one
-        for gen in GENERATORS.values():
+        for gen in generators.values():
             taken[gen.family].update(e.scene.key for e in suite[split][gen.task(split)])
     return {split: suite[split] for split in SPLITS}
 
@@ -322,7 +352,7 @@ def _generate_suite(spec: SyntheticV2Spec) -> datasets.DatasetDict:
     drawn = draw_suite(spec)
     for split, tasks in drawn.items():
         columns: dict[str, list] = {name: [] for name in FEATURES}
-        for gen in GENERATORS.values():
+        for gen in spec.generators().values():
             task = gen.task(split)
             for index, example in enumerate(tasks[task]):
                 image = gen.render(example.scene, spec.canvas)
