@@ -39,6 +39,16 @@ TOWERS = {"SiglipVisionModel": 412_987_248, "CLIPVisionModel": 630_766_080, "Din
 FROZEN_FILES = {"lm_backbone", "vision_backbone", "connector", "connector_matched"}
 
 
+def scales_of(name: str) -> set[str]:
+    """The scales a shipped ablation file has blocks for."""
+    return set(yaml.safe_load((ROOT / "ablations" / f"{name}.yaml").read_text()).get("scales") or {})
+
+
+# The files that run at the Idefics2 paper's scale: a block for it, or no block at all (the files of other papers'
+# questions run at their own scales only: tests/test_small_vlm_scales.py).
+PAPER_FILES = [name for name in available(ROOT / "ablations") if not scales_of(name) or "paper" in scales_of(name)]
+
+
 @pytest.fixture(scope="module")
 def hub() -> Iterator[None]:
     """The hub cache is the fixtures, offline. huggingface_hub reads both settings once, at import."""
@@ -86,7 +96,7 @@ def planned(hub, conf) -> dict[str, dict[str, Planned]]:
     plans = {}
     with pytest.MonkeyPatch.context() as patch:  # the models planning builds, kept to check their sizes
         patch.setattr(plan_module, "check_model_config", keep)
-        for name in available(ROOT / "ablations"):
+        for name in PAPER_FILES:
             spec = load_ablation(ROOT / "ablations", name).at_scale("paper", SCALES)
             built.clear()
             jobs = plan_sweep(replace(spec, seeds=spec.seeds[:1]), conf, ("+scale=paper",))
@@ -209,7 +219,7 @@ def test_connector_matched_budget_buys_the_control_the_papers_steps(planned):
 
 
 def test_every_scale_names_itself_and_the_tiny_default_has_no_scale(conf):
-    assert SCALES == ["paper"]
+    assert SCALES == ["llava_phi", "mm15", "mobilevlm", "paper"]
     for scale in SCALES:
         assert yaml.safe_load((CONF / "scale" / f"{scale}.yaml").read_text())["scale"] == {"name": scale}
     # No `scale` key at the tiny default: the run ids of every committed record stay what they are.
@@ -251,6 +261,12 @@ def test_a_scale_adds_its_overrides_after_the_files_and_drops_arms(tmp_path):
     # A file without a block for the scale runs its own arms there, on top of conf/scale/<name>.yaml.
     plain = load_ablation(write(tmp_path, ""), "toy").at_scale("paper", SCALES)
     assert plain.arms == spec.arms and plain.common == spec.common and plain.scale == "paper"
+
+    # A file whose blocks name other scales only is for those models: refused at this one, naming them.
+    other = load_ablation(write(tmp_path, "scales:\n  mobilevlm:\n    common: [x=1]\n"), "toy")
+    with pytest.raises(AblationError, match=r"toy.yaml: runs at the scales mobilevlm .* not at 'paper'"):
+        other.at_scale("paper", SCALES)
+    assert other.at_scale("mobilevlm", SCALES).common[-1] == "x=1"
 
 
 @pytest.mark.parametrize(

@@ -94,7 +94,11 @@ class AblationSpec:
                                     f"(the scales are: {', '.join(sorted(known)) or '(none)'})")
         if scale is None:
             return self
-        # A file without a block for this scale runs its own arms on top of conf/scale/<scale>.yaml.
+        if self.scales and scale not in self.scales:
+            # Its blocks say which models the file's arms are for: other models would answer another question.
+            raise AblationError(f"{self.path}: runs at the scales {', '.join(sorted(self.scales))} (its `scales` "
+                                f"blocks) and at the tiny default, not at {scale!r}")
+        # A file without any block runs its own arms on top of conf/scale/<scale>.yaml.
         block = self.scales.get(scale, ScaleArms())
         arms = {arm: (*overrides, *block.arms.get(arm, ())) for arm, overrides in self.arms.items()
                 if arm not in block.drop}
