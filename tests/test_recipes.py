@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
@@ -37,6 +38,7 @@ def test_mm15_pretrains_on_ocr_and_captions_at_high_resolution_then_fine_tunes(m
     check_config(cfg)
 
 
+@pytest.mark.slow  # a run of two stages; tests/test_stages.py runs the stage machinery in `make test`
 def test_a_recipe_run_trains_its_stages_in_turn(tmp_path, cache_dir, monkeypatch):
     monkeypatch.chdir(tmp_path)
     GlobalHydra.instance().clear()
