@@ -114,3 +114,19 @@ def test_a_hub_suite_of_the_benchmarks_scores_fake_answers_as_worked_out_by_hand
     for task, result in yes.items():
         assert len(result.items) == counts[task]
         assert sum(result.items) / len(result.items) == pytest.approx(result.score)
+
+
+def test_the_small_vlm_preset_scores_each_benchmark_by_its_rule():
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+
+    from vlmlab.cli import CONF_DIR
+
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose(config_name="train", overrides=["data=small_vlm_sft"])
+    suite = instantiate(cfg.data.suite)
+    assert suite.task_metrics() == {
+        "pope_adversarial": "pope_f1", "pope_popular": "pope_f1", "pope_random": "pope_f1", "mme_perception": "mme",
+        "mme_cognition": "mme", "mmbench": "mmbench_circular", "scienceqa_img": "scienceqa_accuracy",
+        "gqa": "gqa_accuracy"}
+    assert "sft_vqav2" in suite.train_tasks(), "the_cauldron's instructions train it"
