@@ -138,6 +138,7 @@ def test_an_ablation_arm_selects_anyres(make_cfg, tmp_path):
         assert anyres.config.data.image.size == (64 if axis == "aspect_ratio" else 32)  # the file's common size
 
 
+@pytest.mark.slow  # a short run through the CLI: `make test` keeps within its 10 minutes
 def test_a_tiny_run_trains_and_evaluates_with_anyres(cache_dir, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     GlobalHydra.instance().clear()

@@ -158,6 +158,7 @@ def test_moe_flops_charge_the_routed_experts_and_the_router_per_token(hub, make_
 
 # -- training through the command line -------------------------------------------------------------------------
 
+@pytest.mark.slow  # three short runs through the CLI: `make test` keeps within its 10 minutes
 @pytest.mark.parametrize("lm", TINY_LMS)
 def test_tiny_presets_train_through_the_command_line(checkout, cache_dir, lm):
     assert main(["train", f"paths.cache_dir={cache_dir}", *RUN, f"model/lm={lm}"]) == 0

@@ -15,6 +15,8 @@ from vlmlab.train.stages import resolve_stages
 from .conftest import ROOT
 from .test_paper_scale import SCALES, adaptation, base_parameters, conf, hub, scales_of  # noqa: F401 (fixtures)
 
+pytestmark = pytest.mark.slow  # planning 18 arms of 1.7B to 3B models on meta: the slow tier, as the smoke test
+
 # Parameters from the fixtures' config.json, as the papers give them (MobileLLaMA 1.4B, Phi-2 2.7B).
 PHI2, MOBILELLAMA_1_4B = 2_779_683_840, 1_364_297_728
 TOWERS = {"CLIPVisionModel": 303_507_456, "SiglipVisionModel": 412_987_248}  # CLIP ViT-L/14-336, SigLIP-SO400M
