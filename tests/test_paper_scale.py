@@ -132,6 +132,7 @@ def expected_adaptation(axis: str, arm: str) -> tuple[str, str]:
     return ("lora", "dora") if axis == "image_splitting" else ("lora", "lora")
 
 
+@pytest.mark.slow  # plans every file at paper scale (7B models on meta): the slow tier
 def test_every_arm_of_every_file_plans_at_paper_scale(planned, conf):
     fsdp = conf(["trainer=fsdp"]).trainer.strategy
     for axis, jobs in planned.items():
@@ -153,6 +154,7 @@ def test_every_arm_of_every_file_plans_at_paper_scale(planned, conf):
             assert parameters(model.lm, trainable=True) < 0.01 * lm_size, where
 
 
+@pytest.mark.slow  # plans every file at paper scale (7B models on meta): the slow tier
 def test_the_global_batch_splits_over_the_gpus(planned):
     from vlmlab.train.parallel import Parallelism
 
@@ -167,6 +169,7 @@ TABLE_3 = {"ar_no_perceiver_frozen": (7.6e9, 5e6), "ar_frozen": (8.3e9, None), "
            "xattn_lora": (10e9, None), "ar_lora": (8.3e9, None)}
 
 
+@pytest.mark.slow  # plans every file at paper scale (7B models on meta): the slow tier
 @pytest.mark.parametrize("arm", TABLE_3)
 def test_architecture_arms_have_table_3_sizes(planned, arm):
     model = planned["architecture"][arm].model
@@ -176,6 +179,7 @@ def test_architecture_arms_have_table_3_sizes(planned, arm):
         assert parameters(model, trainable=True) == pytest.approx(trainable, rel=0.06)
 
 
+@pytest.mark.slow  # plans every file at paper scale (7B models on meta): the slow tier
 def test_vision_backbone_arms_differ_in_tower_and_resolution(planned):
     seen = {}
     for arm, run in planned["vision_backbone"].items():
@@ -186,6 +190,7 @@ def test_vision_backbone_arms_differ_in_tower_and_resolution(planned):
                     "vit_s": ("SiglipVisionModel", 378, (27, 27)), "random_dinov2": ("Dinov2Model", 224, (16, 16))}
 
 
+@pytest.mark.slow  # plans every file at paper scale (7B models on meta): the slow tier
 def test_lm_backbone_compares_llama_1_and_mistral_under_cross_attention(planned):
     jobs = planned["lm_backbone"]
     assert set(jobs) == {"lm_s", "lm_m"}  # the weaker and the stronger LM; the levels are no rows of Table 1
@@ -196,6 +201,7 @@ def test_lm_backbone_compares_llama_1_and_mistral_under_cross_attention(planned)
         assert len(model.fusion.blocks) == 8  # before every 4th of 32 decoder layers
 
 
+@pytest.mark.slow  # plans every file at paper scale (7B models on meta): the slow tier
 def test_resolution_arms_are_the_papers_two(planned):
     jobs = planned["resolution"]
     assert {arm: run.config.data.image.size for arm, run in jobs.items()} == {"res_64": 378, "res_128": 756}
@@ -203,6 +209,7 @@ def test_resolution_arms_are_the_papers_two(planned):
     assert {run.model.visual_tokens([(size, size)]) for run in jobs.values() for size in (378, 756)} == {64}
 
 
+@pytest.mark.slow  # plans every file at paper scale (7B models on meta): the slow tier
 def test_connector_matched_budget_buys_the_control_the_papers_steps(planned):
     """The tiny file's budget would buy one step of the 8B model; the paper block's buys ~6,000 of the control."""
     jobs = planned["connector_matched"]
