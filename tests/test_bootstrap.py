@@ -63,9 +63,25 @@ def test_same_scores_same_numbers_and_only_seeds_that_pair_count():
     assert paired_bootstrap({0: [1.0]}, {1: [1.0]}) is None
 
 
-def write_item_scored_axis(root, arms_with_runs=("perceiver", "mean", "linear")):
+def test_whole_groups_are_drawn_where_the_items_name_them():
+    """Four items answered as one (rotations of a question) carry the information of one: the standard error of
+    a cluster bootstrap is twice the item bootstrap's; groups of one item change nothing, draw for draw."""
+    rng = np.random.Generator(np.random.PCG64(5))
+    per_question = rng.normal(3.0, 20.0, size=(2, 100))
+    arm = {s: np.repeat(per_question[s], 4) for s in (0, 1)}
+    control = {s: np.zeros(400) for s in (0, 1)}
+    questions = {s: [f"q{i // 4}" for i in range(400)] for s in (0, 1)}
+    items, grouped = paired_bootstrap(arm, control), paired_bootstrap(arm, control, groups=questions)
+    assert grouped.delta == pytest.approx(items.delta) and grouped.items == items.items == 800
+    assert grouped.se == pytest.approx(2 * items.se, rel=0.1)
+    assert paired_bootstrap(arm, control, groups={s: list(range(400)) for s in (0, 1)}) == items
+    assert paired_bootstrap(arm, control, groups={0: questions[0][:10]}) == items, "keys that do not fit: items"
+
+
+def write_item_scored_axis(root, arms_with_runs=("perceiver", "mean", "linear"), group_size=1):
     """The fixture axis with 100 item scores per benchmark and run, for the arms given: perceiver (the control)
-    and mean answer half the items right, linear three quarters."""
+    and mean answer half the items right, linear three quarters. With `group_size` > 1, items come in named groups
+    of that many, right or wrong together (MMBench's rotations of one question)."""
     rng = np.random.Generator(np.random.PCG64(4))
     ablation = {"name": AXIS, "question": "q", "paper_table": None, "control": "perceiver",
                 "arms": ["perceiver", "mean", "linear"], "metrics": ["vqa", "ocr"], "seeds": [0, 1]}
@@ -75,6 +91,9 @@ def write_item_scored_axis(root, arms_with_runs=("perceiver", "mean", "linear"))
         path = write_record(root, record(run["arm"], run["seed"]))
         rows = [{"task": task, "prediction": str(i), "score": 100.0 * float(rng.random() < right[run["arm"]])}
                 for task in ("vqa", "ocr") for i in range(100)]
+        if group_size > 1:
+            for i, row in enumerate(rows):
+                row.update(score=rows[i - i % group_size]["score"], group=[f"q{i // group_size}"])
         path.with_suffix(".predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
@@ -94,6 +113,21 @@ def test_a_table_whose_runs_saved_item_scores_is_tested_over_items(tmp_path):
     assert "2 paired seeds and 200 items per arm and benchmark; Avg. by a paired t-test over seeds" in markdown
     assert "Power: the smallest Δ each test detects with 80% power at p < 0.05" in markdown and "points: vqa " in markdown
     assert "vqa_items" not in summarise(plan, runs), "without item scores: the t-test over seeds"
+
+
+def test_a_table_draws_the_groups_its_answers_name(tmp_path):
+    """Answers saved with group keys (MME's image, MMBench's question) are tested by drawing whole groups: four
+    items right or wrong together detect no more than 25 independent ones would."""
+    def detectable(root, group_size):
+        write_item_scored_axis(root, group_size=group_size)
+        plan, runs, _ = load_axis(root, AXIS)
+        answers = read_answers([(r.arm, r.seed, record_path(root, AXIS, r.arm, r.run_id).with_suffix(
+            ".predictions.jsonl")) for r in runs])
+        assert all(len(a.groups.get("vqa", [])) == (100 if group_size > 1 else 0) for a in answers)
+        return summarise(plan, runs, answers).set_index("arm").loc["linear", "vqa_detectable"]
+
+    ungrouped, grouped = detectable(tmp_path / "items", 1), detectable(tmp_path / "groups", 4)
+    assert 1.5 < grouped / ungrouped < 2.6, (grouped, ungrouped)
 
 
 def test_a_table_with_item_scores_and_no_finished_control_shows_the_arms_untested(tmp_path):

@@ -108,3 +108,20 @@ def test_item_scores_average_to_the_task_score(task_metric):
     assert len(items) == len(predictions) and all(0.0 <= value <= 100.0 * 10 for value in items)
     assert sum(items) / len(items) == pytest.approx(score(task_metric, predictions, references), rel=1e-12)
     assert len(set(items)) > 1, "the answers differ, and so do their scores"
+
+
+def test_saved_answers_carry_their_item_score_and_their_group_where_the_benchmark_has_one():
+    """MME's items are scored in image pairs: each saved answer names its pair (the tables' bootstrap draws the pair
+    as one); a plain VQA answer names none, so the rows of every existing suite stay as they were."""
+    from vlmlab.eval.harness import answer_rows, score_tasks
+
+    pixels = torch.zeros(3, 4, 4, dtype=torch.uint8)
+    examples = [Example(pixels, "mme", f"q{i}", "yes", references=("yes",), group=("color", f"img{i // 2}"))
+                for i in range(4)] + [Example(pixels, "vqa", "q", "red", references=("red",))]
+    texts = ["yes", "yes", "yes", "no", "red"]
+    scored = score_tasks({"mme": "mme", "vqa": "exact_match"}, examples, texts)
+    rows = answer_rows(examples, texts, scored)
+    assert [row.get("group") for row in rows] == [["color", "img0"]] * 2 + [["color", "img1"]] * 2 + [None]
+    assert [row["prediction"] for row in rows] == texts and rows[-1]["score"] == 100.0
+    mme_items = [row["score"] for row in rows if row["task"] == "mme"]
+    assert sum(mme_items) / 4 == pytest.approx(scored["mme"].score, abs=1e-3) and mme_items[0] > mme_items[3]

@@ -13,7 +13,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from vlmlab.data import knowledge as know
-from vlmlab.data import language, pretrain_images, scenes_v2, synthetic_v2
+from vlmlab.data import grid_text, language, pretrain_images, scenes_v2, synthetic_v2
 from vlmlab.data.synthetic import BACKGROUNDS, COLORS, POSITIONS, RGB, SHAPES, SyntheticSpec
 from vlmlab.data.synthetic_v2 import GENERATORS, SPLITS, SyntheticV2Spec, draw_suite, load_synthetic_v2
 
@@ -38,8 +38,8 @@ def test_entities_split_into_balanced_disjoint_halves():
 def test_every_entity_stands_for_its_own_new_word():
     facts = list(know.FACTS.values())
     assert set(know.FACTS) == set(know.ENTITIES) and len(set(facts)) == len(facts)
-    suite_words = {*COLORS, *SHAPES, *scenes_v2.OCR_WORDS, *scenes_v2.NUMBER_WORDS, *scenes_v2.ALT_PREFIXES,
-                   *scenes_v2.ALT_SUFFIXES, *(w for p in POSITIONS for w in p.split())}
+    suite_words = {*COLORS, *SHAPES, *scenes_v2.OCR_WORDS, *grid_text.NUMBER_WORDS, *grid_text.ALT_PREFIXES,
+                   *grid_text.ALT_SUFFIXES, *(w for p in POSITIONS for w in p.split())}
     assert all(f.isalpha() and f.islower() for f in facts) and not set(facts) & suite_words
     for entity, fact in know.FACTS.items():
         sentences = know.fact_sentences(entity)
@@ -136,9 +136,9 @@ def test_language_texts_hold_every_task_as_training_rows_read(corpus):
     assert "question: what word is written? short answer: " in " ".join(corpus)
     captions = [t for t in corpus if t.startswith("describe the image. caption: ")]
     assert any(" and the word " in t for t in captions)  # v1's canonical caption
-    alt_words = [w for w in (*scenes_v2.ALT_PREFIXES, *scenes_v2.ALT_SUFFIXES) if w]
+    alt_words = [w for w in (*grid_text.ALT_PREFIXES, *grid_text.ALT_SUFFIXES) if w]
     assert any(w in t for t in captions for w in alt_words)  # alt-texts, for caption_style alt
-    assert any(t.startswith(o) for t in corpus for o in scenes_v2.STORY_OPENINGS)
+    assert any(t.startswith(o) for t in corpus for o in grid_text.STORY_OPENINGS)
 
 
 def test_language_texts_teach_every_fact_often(corpus):
@@ -172,7 +172,7 @@ def test_tokenizer_corpus_covers_every_word_a_suite_writes(tmp_path):
         needed |= _suite_words(dataclasses.replace(spec, caption_style=style), tmp_path / style)
     needed |= {w for t in (DEFAULT, *TEMPLATES.values()) for w in language.words(t.format(prompt=""))}
     assert needed - vocabulary == set()
-    assert set(know.FACTS.values()) <= vocabulary and set(scenes_v2.NUMBER_WORDS) <= vocabulary
+    assert set(know.FACTS.values()) <= vocabulary and set(grid_text.NUMBER_WORDS) <= vocabulary
     captions = {w for _, c in pretrain_images.image_text_pairs(1, 100, 64, "tower") for w in language.words(c)}
     assert captions - vocabulary == set()  # a tower's captions are tokenized by the suite's tokenizer too
 
@@ -205,8 +205,8 @@ def test_image_text_pairs_cover_every_family_deterministically():
             assert image.size == (64, 64)
         assert caption == pretrain_images.FAMILIES[name].describe(scene)
     captions = {c for _, c in pairs}
-    assert {scenes_v2.indefinite(*entity) for entity in know.ENTITIES} & captions
-    assert any(c.endswith(" shapes") and c.split()[0] in scenes_v2.NUMBER_WORDS for c in captions)
+    assert {grid_text.indefinite(*entity) for entity in know.ENTITIES} & captions
+    assert any(c.endswith(" shapes") and c.split()[0] in grid_text.NUMBER_WORDS for c in captions)
     assert any(c.startswith("the word ") and c.endswith(" letters") for c in captions)
     assert any(c.startswith(("a row of shapes: ", "a column of shapes: ")) for c in captions)
 

@@ -90,6 +90,7 @@ def test_the_gpu_presets_turn_the_speed_knobs_on_and_keep_the_identity(make_cfg)
         assert run_id(cfg) == run_id(cpu), f"trainer={preset}: the same run as its settings spelled out"
 
 
+@pytest.mark.slow  # a whole CLI run in bf16, emulated on some CPUs: in the slow tier, run by CI after `make test`
 def test_bf16_mixed_clips_the_gradients_of_a_fused_optimizer(checkout, cache_dir, monkeypatch):
     """trainer=gpu's combination (bf16 autocast, fused AdamW, gradient clipping), which Lightning's mixed-precision
     plugin refuses; run on the CPU, whose AdamW has a fused kernel too."""

@@ -63,7 +63,7 @@ def test_a_failed_write_is_reported_and_the_next_sweep_writes_the_run(workspace,
         disk_full_at(patch, suffix)
         assert sweep(cache_dir) == 1, "the sweep's exit status says a run was not saved"
     said = "".join(capfd.readouterr())
-    assert f"could not write results/runs/toy/mlp/" in said and f"{suffix} (OSError: [Errno 28]" in said
+    assert "could not write results/runs/toy/mlp/" in said and f"{suffix} (OSError: [Errno 28]" in said
     assert "a re-run writes it" in said
     arm_dir = workspace / "results" / "runs" / "toy" / "mlp"
     assert not arm_dir.exists() or not list(arm_dir.iterdir()), "no orphan file beside a missing record"

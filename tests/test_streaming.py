@@ -100,6 +100,7 @@ def _growth_mb(how: str, *splits: Path) -> list[float]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow  # four epochs in fresh processes: in the slow tier, run by CI after `make test`
 def test_memory_does_not_grow_with_the_number_of_samples(tmp_path):
     """One epoch over 200, then over 2,000 samples of 96 px (27 KB each decoded): read from Arrow, the peak grows
     by under 10 MB more; decoded into memory, as a generated suite is, the larger epoch alone grows it by more

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import random
 import shutil
 from collections.abc import Callable
@@ -104,6 +105,21 @@ def test_statistics_match_hand_computation(tmp_path: Path) -> None:
     assert pd.isna(control["vqa_delta"]) and bool(control["is_control"])
     assert summary.loc["perceiver", "params_total"] == 8_300_000_000
     assert summary.loc["mean", "train_seconds_mean"] == pytest.approx(10.5)
+
+
+def test_avg_leaves_out_a_benchmark_scored_in_points(tmp_path: Path) -> None:
+    """MME's score runs to 2,000 points: averaged with percentages it would be nearly the whole Avg."""
+    write_ablation(tmp_path)
+    plan_file = tmp_path / "runs" / AXIS / "plan.json"
+    plan = json.loads(plan_file.read_text())
+    plan["ablation"]["metric_of"] = {"vqa": "vqa_accuracy", "ocr": "mme"}
+    plan_file.write_text(json.dumps(plan))
+    plan, runs, _ = load_axis(tmp_path, AXIS)
+    linear = summarise(plan, runs).set_index("arm").loc["linear"]
+    assert linear["avg_mean"] == pytest.approx(55.0) and linear["avg_delta"] == pytest.approx(55.0 - 75.0)
+    write_tables(tmp_path)
+    text = (tmp_path / "tables" / f"{AXIS}.md").read_text()
+    assert "Avg. is each run's plain mean over its 1 scores (ocr left out: scored in points, not percent)" in text
 
 
 @pytest.mark.filterwarnings("ignore:Precision loss occurred")  # scipy on the zero-spread pair

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+
+def is_int(value: Any) -> bool:
+    """An integer that is not a bool: True is an int to Python, but never a step count, seed or size."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
 
 class ConfigError(ValueError):
     """A configuration value that cannot work; `key` is the dotted path of the offending key."""

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from vlmlab.data.images import ImageProcessor, resample
-from vlmlab.errors import ConfigError
+from vlmlab.errors import ConfigError, is_int
 
 Grid = tuple[int, int]  # (rows, cols) of tiles
 
@@ -37,7 +37,7 @@ class AnyRes(ImageProcessor):
     def __post_init__(self) -> None:
         super().__post_init__()
         for key, value in (("size", self.size), ("max_tiles", self.max_tiles)):
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            if not is_int(value) or value <= 0:
                 raise ConfigError(f"data.image.{key}", f"must be a positive integer, got {value!r}", absolute=True)
         if self.grids is None:
             return
@@ -46,7 +46,7 @@ class AnyRes(ImageProcessor):
             raise ConfigError("data.image.grids", "is empty: give [rows, cols] grids, or null for every grid of "
                               "at most data.image.max_tiles tiles", absolute=True)
         for grid in grids:
-            if len(grid) != 2 or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in grid):
+            if len(grid) != 2 or not all(is_int(n) and n > 0 for n in grid):
                 raise ConfigError("data.image.grids", f"{list(grid)} is not [rows, cols] of positive integers",
                                   absolute=True)
             if grid[0] * grid[1] > self.max_tiles:

@@ -9,7 +9,7 @@ appear nowhere but in that language corpus, so the benchmark scores knowledge ca
 
 from __future__ import annotations
 
-from vlmlab.data.scenes_v2 import indefinite
+from vlmlab.data.grid_text import indefinite
 from vlmlab.data.synthetic import COLORS, SHAPES
 
 Entity = tuple[str, str]  # (colour, shape)

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from vlmlab.data import grid_text
 from vlmlab.data import knowledge as know
 from vlmlab.data import pretrain_images
 from vlmlab.data import scenes_v2 as sc
@@ -32,10 +33,10 @@ _TOKENIZER_SEED, _TOKENIZER_STREAM, _TOKENIZER_PER_TASK = 0, "tokenizer", 2000
 # Every word the scene grammar can write, so the tokenizer knows words that a spec might produce but a
 # random draw need not (e.g. number words above the grid's four objects).
 _LEXICON: tuple[tuple[str, ...], ...] = (
-    v1.COLORS, v1.SHAPES, ("bar",), sc.OCR_WORDS, sc.NUMBER_WORDS, tuple(sc.FONT_SIZES), v1.POSITIONS,
-    tuple(w for words in sc.POSITION_WORDS.values() for w in words), sc.ALT_PREFIXES, sc.ALT_SUFFIXES,
-    sc.STORY_OPENINGS, sc.STORY_LINKS, tuple(know.FACTS.values()),
-    tuple(v for variants in (*sc.SHAPE_VARIANTS.values(), *sc.YES_NO_VARIANTS.values()) for v in variants),
+    v1.COLORS, v1.SHAPES, ("bar",), sc.OCR_WORDS, grid_text.NUMBER_WORDS, tuple(sc.FONT_SIZES), v1.POSITIONS,
+    tuple(w for words in grid_text.POSITION_WORDS.values() for w in words), grid_text.ALT_PREFIXES, grid_text.ALT_SUFFIXES,
+    grid_text.STORY_OPENINGS, grid_text.STORY_LINKS, tuple(know.FACTS.values()),
+    tuple(v for variants in (*grid_text.SHAPE_VARIANTS.values(), *grid_text.YES_NO_VARIANTS.values()) for v in variants),
 )
 
 
@@ -69,7 +70,7 @@ def _story_documents(rng: np.random.Generator, n: int) -> list[str]:
     texts = []
     for _ in range(n):
         scenes = tuple(v1.draw_scene(rng, 4) for _ in range(int(rng.integers(1, 4))))
-        texts.append(" ".join(part for part in sc.story(scenes, rng) if isinstance(part, str)))
+        texts.append(" ".join(part for part in grid_text.story(scenes, rng) if isinstance(part, str)))
     return texts
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from vlmlab.data import grid_text
 from vlmlab.data import knowledge as know
 from vlmlab.data import scenes_v2 as sc
 from vlmlab.data import synthetic as v1
@@ -34,7 +35,7 @@ class Family:
     describe: Callable[[Any], str]
 
 
-def _draw_grid(rng: np.random.Generator, canvas: int) -> sc.Grid:
+def _draw_grid(rng: np.random.Generator, canvas: int) -> grid_text.Grid:
     return v1.draw_scene(rng, 4)  # as the suite's grids: up to 4 objects
 
 
@@ -44,7 +45,7 @@ def _draw_single(rng: np.random.Generator, canvas: int) -> sc.SingleScene:
 
 def _describe_dots(scene: sc.DotsScene) -> str:
     n = len(scene.objects)
-    return f"{sc.NUMBER_WORDS[n]} shape{'s' if n > 1 else ''}"
+    return f"{grid_text.NUMBER_WORDS[n]} shape{'s' if n > 1 else ''}"
 
 
 def _describe_row(scene: sc.RowScene) -> str:
@@ -57,7 +58,7 @@ FAMILIES: dict[str, Family] = {
     "text": Family(sc.draw_text_scene, sc.render_text_scene, lambda s: f"the word {s.word} in {s.size} letters"),
     "dots": Family(sc.draw_dots_scene, sc.render_dots_scene, _describe_dots),
     "row": Family(sc.draw_row_scene, sc.render_row_scene, _describe_row),
-    "single": Family(_draw_single, sc.render_single_scene, lambda s: sc.indefinite(s.color, s.shape)),
+    "single": Family(_draw_single, sc.render_single_scene, lambda s: grid_text.indefinite(s.color, s.shape)),
 }
 
 

@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from vlmlab.data.scenes_v2 import Grid, indefinite
+from vlmlab.data.grid_text import Grid, indefinite
 from vlmlab.data.synthetic import COLORS, POSITIONS, SHAPES
 
 PAIRS: tuple[tuple[str, str], ...] = tuple((color, shape) for color in COLORS for shape in SHAPES)

@@ -42,7 +42,7 @@ from vlmlab.data import probes
 from vlmlab.data import scenes_v2 as sc
 from vlmlab.data import synthetic as v1
 from vlmlab.data.cache import build_once
-from vlmlab.data.scenes_v2 import Grid, alt_caption, caption_references, vqa_question
+from vlmlab.data.grid_text import Grid, Story, alt_caption, caption_references, story, vqa_question
 
 SUITE_VERSION: str = "synthetic-v2.2"  # bump whenever a generator changes: caches are keyed by it
 STORY_VERSION: str = "story-1"  # bump whenever the story generator changes (only suites with stories name it)
@@ -113,7 +113,7 @@ def _draw_single_in(rng: np.random.Generator, canvas: int, split: str) -> sc.Sin
     return sc.draw_single_scene(rng, canvas, know.SPLIT_ENTITIES[split])
 
 
-# The registry: adding a benchmark is one Generator here (and its scene family in scenes_v2).
+# The registry: adding a benchmark is one Generator here (and its scene family in scenes_v2, its grid-scene language in grid_text).
 GENERATORS: dict[str, Generator] = {g.benchmark: g for g in (
     Generator(
         "synth_ocr", "ocr", BenchmarkInfo("anls", "read a 3-4 letter word in a small/medium/large font"),
@@ -300,7 +300,7 @@ class StoryDocument:
     """One drawn (not yet rendered) story: its grid scenes and its parts (text, or the index of a scene)."""
 
     scenes: tuple[Grid, ...]
-    parts: sc.Story
+    parts: Story
 
 
 def draw_stories(spec: SyntheticV2Spec, held_out: set[tuple]) -> list[StoryDocument]:
@@ -315,7 +315,7 @@ def draw_stories(spec: SyntheticV2Spec, held_out: set[tuple]) -> list[StoryDocum
                 raise ValueError("synthetic-v2 spec: too few grid scenes outside the evaluation splits for stories")
             continue
         rejected = 0
-        stories.append(StoryDocument(scenes, sc.story(scenes, rng)))
+        stories.append(StoryDocument(scenes, story(scenes, rng)))
     return stories
 
 

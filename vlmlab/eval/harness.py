@@ -117,7 +117,6 @@ def evaluate(
     device = next(model.parameters()).device  # batches go where the model is (a GPU after GPU training)
     tokenizer = collator.tokenizer
     texts: list[str] = []
-    predictions: list[dict] = []
     lengths: list[int] = []
     for start in range(0, len(examples), batch_size):
         chunk = examples[start : start + batch_size]
@@ -126,16 +125,23 @@ def evaluate(
             eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
         )
         lengths += generated_lengths(new_tokens, tokenizer.eos_token_id)
-        for ex, text in zip(chunk, tokenizer.batch_decode(new_tokens, skip_special_tokens=True)):
-            text = truncate_at(text, stops)
-            texts.append(text)
-            predictions.append({"task": ex.task, "prompt": ex.prompt, "answer": ex.answer, "prediction": text})
+        texts += [truncate_at(text, stops) for text in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
     model.train(was_training)
     scored = score_tasks(metrics, examples, texts)
-    scores = {task: result.score for task, result in scored.items()}
-    # Each saved answer with its own score, in the order of the examples (each task's answers in turn).
-    per_item = {task: iter(result.items) for task, result in scored.items()}
-    for prediction in predictions:
-        prediction["score"] = round(next(per_item[prediction["task"]]), 4)
-    return EvalResult(scores=scores, predictions=predictions, samples=len(examples),
+    return EvalResult(scores={task: result.score for task, result in scored.items()},
+                      predictions=answer_rows(examples, texts, scored), samples=len(examples),
                       generated_tokens=sum(lengths) / max(1, len(lengths)))
+
+
+def answer_rows(examples: Sequence[Example], texts: Sequence[str], scored: Mapping[str, TaskScore]) -> list[dict]:
+    """The rows a run saves as its `.predictions.jsonl`: each answer with its item score, in the order of the
+    examples, and its group key where its benchmark scores items together (the tables' bootstrap draws a group
+    as one)."""
+    per_item = {task: iter(result.items) for task, result in scored.items()}  # each task's items in turn
+    rows = []
+    for ex, text in zip(examples, texts, strict=True):
+        row = {"task": ex.task, "prompt": ex.prompt, "answer": ex.answer, "prediction": text}
+        if ex.group:
+            row["group"] = list(ex.group)
+        rows.append(row | {"score": round(next(per_item[ex.task]), 4)})
+    return rows

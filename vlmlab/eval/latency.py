@@ -23,12 +23,10 @@ from lightning.fabric.utilities.apply_func import move_data_to_device
 from torch import nn
 
 from vlmlab.data.collate import Example, VLMCollator
-from vlmlab.errors import ConfigError
+from vlmlab.errors import ConfigError, is_int
 from vlmlab.models.vlm import VisionLanguageModel
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
@@ -44,10 +42,10 @@ class LatencySettings:
         values = {**vars(cls()), **dict(node or {})}
         if unknown := sorted(set(values) - set(vars(cls()))):
             raise ConfigError(f"latency.{unknown[0]}", "is not a latency setting (samples, new_tokens)")
-        if not (_is_int(values["samples"]) and values["samples"] >= 0):
+        if not (is_int(values["samples"]) and values["samples"] >= 0):
             raise ConfigError("latency.samples", f"must be an integer >= 0 (0: no latency), got {values['samples']!r}")
         # A decode rate needs a token after the first one.
-        if not (_is_int(values["new_tokens"]) and values["new_tokens"] >= 2):
+        if not (is_int(values["new_tokens"]) and values["new_tokens"] >= 2):
             raise ConfigError("latency.new_tokens", f"must be an integer >= 2, got {values['new_tokens']!r}")
         return cls(**values)
 

@@ -12,7 +12,7 @@ score (per-subtask accuracies over questions and over image pairs, summed) and M
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from vlmlab.eval.choices import circular_accuracy, scienceqa_accuracy
 from vlmlab.eval.cider import caption_tokenise, cider_d
@@ -180,6 +180,16 @@ METRIC_LABELS: dict[str, str] = {
     "scienceqa_accuracy": "IMG acc.",
     "gqa_accuracy": "acc.",
 }
+
+
+# Metrics on a points scale rather than percent: MME's sum of acc and acc+ runs to 200 per subtask (2,000 for
+# perception). A table's Avg. leaves them out, or one benchmark would outweigh all the others together.
+POINTS_METRICS: frozenset[str] = frozenset({"mme"})
+
+
+def averaged(benchmarks: Sequence[str], metric_of: Mapping[str, str]) -> list[str]:
+    """The benchmarks a table's Avg. is the mean of: all but those scored in points (`metric_of`: their metrics)."""
+    return [name for name in benchmarks if metric_of.get(name) not in POINTS_METRICS]
 
 
 def metric(name: str) -> Callable[[str, Sequence[str]], float]:

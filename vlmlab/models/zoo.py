@@ -17,7 +17,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from vlmlab.errors import ConfigError
+from vlmlab.errors import ConfigError, is_int
 from vlmlab.models.hub import building_on_meta
 from vlmlab.models.language import HFCausalLM
 from vlmlab.models.vision import HFVisionTower
@@ -56,7 +56,7 @@ def read_quality(path: Path) -> dict[str, Any]:
 def _built(zoo_dir: str | Path, recipe: Mapping[str, Any] | DictConfig, level: int) -> Path:
     """The level's directory; a ConfigError saying how to build it if it is not (completely) there."""
     levels = len(plain(recipe)["levels"])
-    if not isinstance(level, int) or isinstance(level, bool) or not 1 <= level <= levels:
+    if not is_int(level) or not 1 <= level <= levels:
         raise ConfigError("level", f"must be an integer from 1 to {levels} (the recipe's checkpoints), got {level!r}")
     path = level_dir(zoo_dir, recipe, level)
     if not (path / QUALITY_FILE).is_file():

@@ -1,5 +1,5 @@
 """What the runs answered, read from the `.predictions.jsonl` each run saves beside its record: which runs collapsed
-to one answer, and the per-item scores the item-level tests pair.
+to one answer, and the per-item scores (and groups of items scored together) the item-level tests pair.
 
 A run that gives one and the same answer to every test item of a benchmark has learnt the answer prior, not the
 task, whatever its score. Answers files written before per-item scores were saved have no `score`: their runs
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from vlmlab.run_record import Seed
@@ -18,12 +18,14 @@ from vlmlab.run_record import Seed
 
 @dataclass(frozen=True)
 class RunAnswers:
-    """One run's answers per benchmark, in item order, and their scores (None where the file has none)."""
+    """One run's answers per benchmark, in item order, their scores (None where the file has none) and the group
+    key of each (MME's image, MMBench's question; a benchmark whose items are independent has none)."""
 
     arm: str
     seed: Seed
     answers: dict[str, list[str]]
     scores: dict[str, list[float]] | None
+    groups: dict[str, list[tuple[str, ...]]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -48,16 +50,20 @@ def read_answers(runs: Iterable[tuple[str, Seed, Path]]) -> list[RunAnswers]:
             continue
         answers: dict[str, list[str]] = {}
         scores: dict[str, list[float]] = {}
+        groups: dict[str, list[tuple[str, ...]]] = {}
         scored = True
         for row in rows:
             if not isinstance(row, dict) or not isinstance(row.get("task"), str):
                 continue
             answers.setdefault(row["task"], []).append(str(row.get("prediction")))
+            if isinstance(group := row.get("group"), list) and group:
+                groups.setdefault(row["task"], []).append(tuple(str(part) for part in group))
             score = row.get("score")
             scored = scored and isinstance(score, (int, float)) and not isinstance(score, bool)
             if scored:
                 scores.setdefault(row["task"], []).append(float(score))
-        found.append(RunAnswers(arm, seed, answers, scores if scored else None))
+        found.append(RunAnswers(arm, seed, answers, scores if scored else None,
+                                {task: keys for task, keys in groups.items() if len(keys) == len(answers[task])}))
     return found
 
 

@@ -20,6 +20,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from vlmlab.errors import is_int
 from vlmlab.results.duplicates import config_hashes_to_run_id, conflicting_records
 from vlmlab.run_record import SCHEMA_VERSION, Plan, PlannedRun, RecordError, RunRecord
 
@@ -108,8 +109,7 @@ def newer_schema(path: StrPath) -> int | None:
     except (OSError, ValueError):  # missing, unreadable or not JSON (JSONDecodeError, UnicodeDecodeError)
         return None
     version = obj.get("schema_version") if isinstance(obj, dict) else None
-    is_int = isinstance(version, int) and not isinstance(version, bool)
-    return version if is_int and version > SCHEMA_VERSION else None
+    return version if is_int(version) and version > SCHEMA_VERSION else None
 
 
 def write_plan(
@@ -198,8 +198,8 @@ def sibling_paths(record_file: StrPath) -> dict[str, Path]:
 def run_sort_key(run: RunRecord) -> tuple[bool, int, str, str]:
     """Order of runs within an arm: integer seeds numerically, then anything else, then run_id."""
     seed = run.seed
-    is_int = isinstance(seed, int) and not isinstance(seed, bool)
-    return not is_int, seed if is_int else 0, str(seed), str(run.run_id)
+    numeric = is_int(seed)
+    return not numeric, seed if numeric else 0, str(seed), str(run.run_id)
 
 
 def _planned_record(

@@ -19,7 +19,7 @@ import pandas as pd
 from vlmlab.results.columns import (
     MINUS, UNKNOWN, caption_sentences, csv_columns, human_count, human_flops, number, table_columns,
 )
-from vlmlab.eval.metrics import METRIC_LABELS
+from vlmlab.eval.metrics import METRIC_LABELS, averaged
 from vlmlab.results.corrections import CORRECTIONS
 from vlmlab.results.provenance import provenance_lines
 from vlmlab.results.bootstrap import RESAMPLES
@@ -113,19 +113,23 @@ def caption(ablation: PlannedAblation, summary: pd.DataFrame) -> str:
     """What the numbers, the bold, the parentheses and the marker mean, and which test gave it."""
     seeds = list(ablation.seeds)
     n_metrics = len(ablation.metrics)
+    points = [name for name in ablation.metrics if name not in averaged(ablation.metrics, ablation.metric_of or {})]
+    left_out = f" ({', '.join(points)} left out: scored in points, not percent)" if points else ""
     plural = "" if len(seeds) == 1 else "s"
     lines = [
         f"Mean ± std over {len(seeds)} seed{plural} ({', '.join(map(str, seeds))}); std is the "
         "sample std, left out where only one seed finished.",
-        f"Avg. is each run's plain mean over its {n_metrics} scores, then mean ± std over seeds.",
+        f"Avg. is each run's plain mean over its {n_metrics - len(points)} scores{left_out}, then mean ± std over "
+        "seeds.",
         "Bold: the best mean of each column (higher is better).",
         f"In parentheses: Δ, the arm's mean minus the control arm's ({ablation.control}), in points.",
         *_test_sentences(ablation, summary),
     ]
     if chance_scores(ablation):
         lines.append(f"{CHANCE_ROW}: the score of each benchmark's most frequent training answer given to every "
-                     f"test item; {AT_CHANCE}: an arm's mean at or below it. Avg. is over all {n_metrics} benchmarks, "
-                     "those at chance included.")
+                     f"test item; {AT_CHANCE}: an arm's mean at or below it. Avg. is over all "
+                     f"{n_metrics - len(points)} benchmarks{' it averages' if points else ''}, those at chance "
+                     "included.")
     shared, own = caption_sentences(summary)
     lines += [f"{shared}; seeds: finished/planned.", *own]
     if tuned := tuned_columns(summary):

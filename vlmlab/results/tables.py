@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from vlmlab.eval.metrics import averaged
 from vlmlab.results.records import (
     RecordError,
     StrPath,
@@ -57,7 +58,8 @@ def summarise(plan: Plan, runs: list[RunRecord], answers: list[RunAnswers] | Non
     ablation = plan.ablation
     metrics = list(ablation.metrics)
     by_arm = _runs_by_arm(runs, ablation.arms)
-    scores = {arm: _arm_scores(arm_runs, metrics) for arm, arm_runs in by_arm.items()}
+    mean_of = averaged(metrics, ablation.metric_of or {})
+    scores = {arm: _arm_scores(arm_runs, metrics, mean_of) for arm, arm_runs in by_arm.items()}
     control = scores[ablation.control]
     rows = [
         _row(arm, arm == ablation.control, arm_runs, scores[arm], control, metrics)
@@ -68,7 +70,7 @@ def summarise(plan: Plan, runs: list[RunRecord], answers: list[RunAnswers] | Non
         # Higher is better for every score the suite reports; ties are all bold.
         frame[f"{key}_best"] = best_flags([float(m) for m in frame[f"{key}_mean"]])
     if (items := _item_scores(by_arm, answers or [], metrics)) is not None:
-        _test_items(frame, metrics, items, ablation.control)
+        _test_items(frame, metrics, items, _item_groups(answers or []), ablation.control)
     _correct(frame, [*metrics, "avg"], CORRECTIONS[ablation.correction])
     for key, baseline in chance_scores(ablation).items():
         # At chance: no better than the benchmark's most frequent training answer given to every item.
@@ -79,6 +81,7 @@ def summarise(plan: Plan, runs: list[RunRecord], answers: list[RunAnswers] | Non
 
 
 ItemScores = dict[str, dict[str, dict[str, list[float]]]]  # arm -> benchmark -> pairing key of a seed -> scores
+ItemGroups = dict[str, dict[str, dict[str, list[tuple[str, ...]]]]]  # the same, to each item's group key
 
 
 def _item_scores(by_arm: dict[str, list[RunRecord]], answers: list[RunAnswers], metrics: list[str]) -> ItemScores | None:
@@ -96,12 +99,24 @@ def _item_scores(by_arm: dict[str, list[RunRecord]], answers: list[RunAnswers], 
     return items or None
 
 
-def _test_items(frame: pd.DataFrame, metrics: list[str], items: ItemScores, control: str) -> None:
-    """Replace each benchmark's seed-level test by the paired item bootstrap (vlmlab.results.bootstrap), and give
-    the difference it could detect (Avg. keeps the t-test over seeds: its items are not one population)."""
+def _item_groups(answers: list[RunAnswers]) -> ItemGroups:
+    """Per arm, benchmark and seed, the group key of each item, where the run's answers name them."""
+    groups: ItemGroups = {}
+    for run in answers:
+        for metric, keys in run.groups.items():
+            groups.setdefault(run.arm, {}).setdefault(metric, {})[_seed_key(run.seed)] = keys
+    return groups
+
+
+def _test_items(frame: pd.DataFrame, metrics: list[str], items: ItemScores, groups: ItemGroups,
+                control: str) -> None:
+    """Replace each benchmark's seed-level test by the paired item bootstrap (vlmlab.results.bootstrap; drawing
+    whole groups where the answers name them), and give the difference it could detect (Avg. keeps the t-test
+    over seeds: its items are not one population)."""
     for metric in metrics:
         tests = [None if arm == control else paired_bootstrap(items.get(arm, {}).get(metric, {}),
-                                                               items.get(control, {}).get(metric, {}))
+                                                               items.get(control, {}).get(metric, {}),
+                                                               groups=groups.get(control, {}).get(metric))
                  for arm in frame["arm"]]
         frame[f"{metric}_p"] = [float("nan") if t is None else t.p for t in tests]
         frame[f"{metric}_n_paired"] = [None if t is None else t.seeds for t in tests]
@@ -235,8 +250,8 @@ def _seed_key(seed: Any) -> str:
     return json.dumps(seed, sort_keys=True)
 
 
-def _arm_scores(runs: list[RunRecord], metrics: list[str]) -> Scores:
-    """Per metric and Avg., the (seed, score) of each of the arm's done runs."""
+def _arm_scores(runs: list[RunRecord], metrics: list[str], mean_of: list[str]) -> Scores:
+    """Per metric and Avg. (the mean over `mean_of`), the (seed, score) of each of the arm's done runs."""
     done = [run for run in runs if run.done]
     seeds = [_seed_key(run.seed) for run in done]
     scores = np.array(
@@ -245,7 +260,8 @@ def _arm_scores(runs: list[RunRecord], metrics: list[str]) -> Scores:
     by_key = {m: list(zip(seeds, scores[:, j].tolist())) for j, m in enumerate(metrics)}
     # The paper's Avg. score: each run's plain mean over the tasks first, then over seeds. A run
     # missing a task has no Avg. (averaging fewer tasks would not be the same quantity).
-    per_run = scores.mean(axis=1) if metrics else np.full(len(done), np.nan)
+    columns = [metrics.index(m) for m in mean_of]
+    per_run = scores[:, columns].mean(axis=1) if columns else np.full(len(done), np.nan)
     by_key["avg"] = list(zip(seeds, per_run.tolist()))
     return by_key
 

@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from vlmlab.eval.latency import LatencySettings
-from vlmlab.errors import ConfigError
+from vlmlab.errors import ConfigError, is_int
 from vlmlab.models.build import check_model_config, instantiate_group
 from vlmlab.train.budget import Budget
 from vlmlab.train.parallel import check_layout
@@ -44,12 +44,10 @@ def _offending_override(spec: AblationSpec, arm: str, compose: Compose) -> str |
     return None
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)  # True is an int to Python, not a step count
 
 
 def _is_number(value: Any) -> bool:
-    return (_is_int(value) or isinstance(value, float)) and math.isfinite(value)
+    return (is_int(value) or isinstance(value, float)) and math.isfinite(value)
 
 
 @dataclass(frozen=True)
@@ -61,8 +59,8 @@ class _Rule:
     optional: bool = False  # absent means a default the code supplies (an older config may lack the key)
 
 
-_POSITIVE_INT = _Rule("a positive integer", lambda v: _is_int(v) and v > 0)
-_COUNT = _Rule("an integer >= 0", lambda v: _is_int(v) and v >= 0)
+_POSITIVE_INT = _Rule("a positive integer", lambda v: is_int(v) and v > 0)
+_COUNT = _Rule("an integer >= 0", lambda v: is_int(v) and v >= 0)
 _RATE = _Rule("a number >= 0", lambda v: _is_number(v) and v >= 0)
 # The numeric keys a run relies on; "optim.lr.*" is every component's learning rate.
 _NUMBERS: dict[str, _Rule] = {
@@ -78,10 +76,10 @@ _NUMBERS: dict[str, _Rule] = {
     "data.num_workers": _COUNT,
     # Lightning reads an int as "every n steps" and a float as "a fraction of the epoch".
     "trainer.val_check_interval": _Rule("a positive integer or a fraction in (0, 1]", lambda v: (
-        _is_int(v) and v > 0) or (isinstance(v, float) and 0 < v <= 1)),
+        is_int(v) and v > 0) or (isinstance(v, float) and 0 < v <= 1)),
     "trainer.log_every_n_steps": _POSITIVE_INT,
     "eval.batch_size": _POSITIVE_INT,
-    "eval.limit_per_task": _Rule("a positive integer or null", lambda v: v is None or (_is_int(v) and v > 0)),
+    "eval.limit_per_task": _Rule("a positive integer or null", lambda v: v is None or (is_int(v) and v > 0)),
     "eval.shots": _Rule("an integer >= 0", _COUNT.ok, optional=True),
     "eval.max_new_tokens": _POSITIVE_INT,
 }
@@ -259,7 +257,7 @@ def with_run_defaults(spec: AblationSpec, compose: Compose, extra: tuple[str, ..
     where = f"{spec.path}: arm '{spec.control}'"
     cfg = _compose_arm(spec, spec.control, [*spec.common, *spec.arms[spec.control], *extra], compose)
     try:
-        if not _is_int(seed := _select(cfg, "seed")):
+        if not is_int(seed := _select(cfg, "seed")):
             raise ConfigError("seed", "is missing" if seed is _ABSENT else f"must be an integer, got {seed!r}")
         suite = instantiate_group("data.suite", cfg.data.suite)
     except ConfigError as err:

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
-from vlmlab.errors import ConfigError
+from vlmlab.errors import ConfigError, is_int
 
 
 def _count(value: Any, key: str) -> int | None:
@@ -107,7 +107,7 @@ class Parallelism:
                     f"(trainer.devices={devices} × trainer.num_nodes={nodes}); make it a multiple of {world}"
                 ), absolute=True)
             micro = global_batch // world
-        if isinstance(micro, bool) or not isinstance(micro, int) or micro <= 0:
+        if not is_int(micro) or micro <= 0:
             raise ConfigError("performance.micro_batch_size", f"must be a positive integer or null, got {micro!r}",
                               absolute=True)
         if global_batch % (world * micro):
