@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import partial
 
+import pytest
 import torch
 from omegaconf import OmegaConf
 from transformers import PreTrainedModel

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import datasets
+import pytest
 import torch
 from PIL import Image
 
@@ -67,6 +68,7 @@ def test_described_samples_have_the_resized_shapes_without_pixels(tmp_path):
 PEAK = """
 import json, sys
 import datasets
+import pytest
 import torch
 from vlmlab.data.arrow_samples import ArrowSamples, InMemorySamples
 from vlmlab.data.examples import split_examples
