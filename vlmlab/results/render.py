@@ -113,7 +113,8 @@ def caption(ablation: PlannedAblation, summary: pd.DataFrame) -> str:
     """What the numbers, the bold, the parentheses and the marker mean, and which test gave it."""
     seeds = list(ablation.seeds)
     n_metrics = len(ablation.metrics)
-    points = [name for name in ablation.metrics if name not in averaged(ablation.metrics, ablation.metric_of or {})]
+    mean_of = averaged(ablation.metrics, ablation.metric_of or {})
+    points = [name for name in ablation.metrics if name not in mean_of]
     left_out = f" ({', '.join(points)} left out: scored in points, not percent)" if points else ""
     plural = "" if len(seeds) == 1 else "s"
     lines = [
