@@ -83,3 +83,20 @@ def test_arms_of_one_file_train_the_same_steps(planned):
 def test_a_small_vlm_file_is_refused_at_the_idefics2_scale():
     with pytest.raises(AblationError, match="mobile_connector.yaml: runs at the scales mobilevlm"):
         load_ablation(ROOT / "ablations", "mobile_connector").at_scale("paper", SCALES)
+
+
+def test_mobilevlm_shapes_rebuild_its_backbones_with_random_weights(conf):  # noqa: F811 (the imported fixture)
+    """`+shapes=mobilevlm_1b` (latency at the paper's shapes without the hub) builds the scale's two backbones at
+    their hub sizes from configs alone: the tower to the parameter, the LM but for its vocabulary (the suite's)."""
+    spec = load_ablation(ROOT / "ablations", "mobile_connector").at_scale("mobilevlm", SCALES)
+    jobs = plan_sweep(replace(spec, seeds=spec.seeds[:1]), conf, ("+scale=mobilevlm", "+shapes=mobilevlm_1b"))
+    job = next(job for job in jobs if job.run.arm == "ldp")
+    last = resolve_stages(job.config)[-1].config
+    assert last.model.vision.pretrained is None and last.model.lm.pretrained is None
+    images = instantiate_group("data.image", last.data.image, _convert_="all")
+    model = check_model_config(last.model, images.tower_size)
+    assert base_parameters(model.vision) == TOWERS["CLIPVisionModel"]
+    vocabulary = model.lm.model.get_input_embeddings().num_embeddings
+    hub_vocabulary, width = 32_000, 2048  # MobileLLaMA's, untied: an embedding and a head of vocabulary x width
+    assert base_parameters(model.lm) == MOBILELLAMA_1_4B + 2 * width * (vocabulary - hub_vocabulary)
+    assert model.visual_tokens([(336, 336)]) == 144
