@@ -250,3 +250,29 @@ def test_provenance_footer_counts_code_packages_device_data_and_commands() -> No
     assert lines[2:] == ["device: cpu (x86_64, 2 threads) (2 runs)", "data: synthetic-v1 (2 runs)",
                          "commands: vlmlab sweep toy (2 runs)"]
     assert provenance_lines([runs[-1]]) == []
+
+
+def test_deleted_records_under_the_results_dir_do_not_make_the_code_dirty(tmp_path, monkeypatch) -> None:
+    """A sweep that re-runs an axis deletes its committed records: the run's code is still the commit's."""
+    import subprocess
+
+    from omegaconf import OmegaConf
+
+    from vlmlab.launch.provenance import provenance
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    (tmp_path / "results" / "runs").mkdir(parents=True)
+    (tmp_path / "results" / "runs" / "old.json").write_text("{}")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "c")
+    monkeypatch.chdir(tmp_path)
+    cfg = OmegaConf.create({"paths": {"results_dir": "results"}})
+    (tmp_path / "results" / "runs" / "old.json").unlink()
+    assert provenance(cfg)["git_dirty"] is False
+    assert provenance(None)["git_dirty"] is True  # without a config, every tracked file counts
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert provenance(cfg)["git_dirty"] is True

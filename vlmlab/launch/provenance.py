@@ -6,6 +6,7 @@ import platform
 import subprocess
 import sys
 from importlib import metadata
+from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -27,6 +28,19 @@ def command(cfg: DictConfig | None = None) -> str:
     return typed or " ".join(sys.argv)
 
 
+def _outside_the_code(cfg: DictConfig | None) -> list[str]:
+    """Pathspecs that leave the results directory out of the dirtiness check, where it is inside the checkout: a
+    sweep that re-runs an axis deletes its committed records there, which changes results, not the code."""
+    results = OmegaConf.select(cfg, "paths.results_dir", default=None) if cfg is not None else None
+    top = _git("rev-parse", "--show-toplevel")
+    if not results or top is None:
+        return []
+    inside = Path(results).resolve()
+    if not inside.is_relative_to(Path(top).resolve()):
+        return []
+    return [f":(exclude,top){inside.relative_to(Path(top).resolve()).as_posix()}"]
+
+
 def provenance(cfg: DictConfig | None = None) -> dict:
     """Git commit and dirtiness, versions of the packages that shape results, Python, platform, device, and the
     command that started the run `cfg` configures."""
@@ -36,7 +50,7 @@ def provenance(cfg: DictConfig | None = None) -> dict:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             versions[name] = None
-    status = _git("status", "--porcelain", "--untracked-files=no")
+    status = _git("status", "--porcelain", "--untracked-files=no", "--", ".", *_outside_the_code(cfg))
     import torch  # already imported by the run; here only to name the device it ran on
 
     device = (f"cuda: {torch.cuda.get_device_name(0)}" if torch.cuda.is_available()
