@@ -1,7 +1,9 @@
 """`vlmlab migrate`: records of an older schema upgraded in place, under the identity a fresh sweep gives them.
 
 The fixture is the `captions` ablation as vlmlab wrote it at schema 1 (tests/fixtures/records_v1, the committed
-records before the optimizer became a `_target_` config; the answers beside them are left out for size).
+records before the optimizer became a `_target_` config; the answers beside them are left out for size). What
+migrating it must give is tests/fixtures/records_v2: the same runs as `vlmlab migrate` upgraded them in
+`results/`, kept here since `results/runs/captions` was swept again on the new defaults.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from vlmlab.results.records import load_axis, read_record
 from vlmlab.run_record import SCHEMA_VERSION, RecordError
 
 FIXTURE = Path(__file__).parent / "fixtures" / "records_v1"
-COMMITTED = Path(__file__).resolve().parents[1] / "results" / "runs" / "captions"
+MIGRATED = Path(__file__).parent / "fixtures" / "records_v2" / "runs" / "captions"
 
 
 @pytest.fixture
@@ -37,16 +39,16 @@ def test_migration_gives_the_committed_records_and_is_idempotent(old_results: Pa
     report = migrate_results(old_results)
     assert (report.records, report.plans, report.warnings) == (4, 1, [])
     assert len(report.renamed) == 4, "the optimizer's new layout is a new config: every run has a new id"
-    # The records the committed results hold were migrated by this code: the same bytes, under the same names.
-    # (The committed plan was written again since, by a sweep that trained nothing: it names the same runs.)
+    # The records committed in results/ until the re-sweep were migrated by this code: the same bytes, under the
+    # same names. (Their plan was written again since, by a sweep that trained nothing: it names the same runs.)
     migrated = {p.relative_to(old_results / "runs" / "captions"): p.read_bytes()
                 for p in (old_results / "runs" / "captions").rglob("*") if p.is_file() and p.name != "plan.json"}
-    committed = {p.relative_to(COMMITTED): p.read_bytes() for p in COMMITTED.rglob("*")
-                 if p.is_file() and not p.name.endswith(".predictions.jsonl") and p.name != "plan.json"}
+    committed = {p.relative_to(MIGRATED): p.read_bytes() for p in MIGRATED.rglob("*")
+                 if p.is_file() and p.name != "plan.json"}
     assert migrated == committed
     plan, runs, warnings = load_axis(old_results, "captions")
     assert warnings == [] and all(run.done and run.schema_version == SCHEMA_VERSION for run in runs)
-    committed_plan, committed_runs, _ = load_axis(COMMITTED.parents[1], "captions")
+    committed_plan, committed_runs, _ = load_axis(MIGRATED.parents[1], "captions")
     assert plan.runs == committed_plan.runs and runs == committed_runs
     again = migrate_results(old_results)
     assert (again.records, again.plans, again.renamed) == (0, 0, {})
