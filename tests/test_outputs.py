@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import subprocess
 from dataclasses import replace
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from omegaconf import OmegaConf
 
 from tests.test_tables import AXIS, OUTPUTS, record, run_id, write_ablation
 from vlmlab.cli import main
+from vlmlab.launch.provenance import provenance
 from vlmlab.results import load_axis, render_latex, summarise, write_all_tables, write_tables
 from vlmlab.results.latex import latex_escape
 from vlmlab.results.plots import (
@@ -252,23 +254,19 @@ def test_provenance_footer_counts_code_packages_device_data_and_commands() -> No
     assert provenance_lines([runs[-1]]) == []
 
 
+
+def _committed_repo(root: Path, files: dict[str, str]) -> None:
+    """A git repository at `root` with `files` committed."""
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    for args in (("init", "-q"), ("add", "."), ("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "c")):
+        subprocess.run(["git", *args], cwd=root, check=True, capture_output=True)
+
+
 def test_deleted_records_under_the_results_dir_do_not_make_the_code_dirty(tmp_path, monkeypatch) -> None:
     """A sweep that re-runs an axis deletes its committed records: the run's code is still the commit's."""
-    import subprocess
-
-    from omegaconf import OmegaConf
-
-    from vlmlab.launch.provenance import provenance
-
-    def git(*args: str) -> None:
-        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
-
-    (tmp_path / "results" / "runs").mkdir(parents=True)
-    (tmp_path / "results" / "runs" / "old.json").write_text("{}")
-    (tmp_path / "code.py").write_text("x = 1\n")
-    git("init", "-q")
-    git("add", ".")
-    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "c")
+    _committed_repo(tmp_path, {"results/runs/old.json": "{}", "code.py": "x = 1\n"})
     monkeypatch.chdir(tmp_path)
     cfg = OmegaConf.create({"paths": {"results_dir": "results"}})
     (tmp_path / "results" / "runs" / "old.json").unlink()
@@ -276,3 +274,10 @@ def test_deleted_records_under_the_results_dir_do_not_make_the_code_dirty(tmp_pa
     assert provenance(None)["git_dirty"] is True  # without a config, every tracked file counts
     (tmp_path / "code.py").write_text("x = 2\n")
     assert provenance(cfg)["git_dirty"] is True
+
+
+def test_the_whole_checkout_counts_when_run_from_a_subdirectory(tmp_path, monkeypatch) -> None:
+    _committed_repo(tmp_path, {"sub/keep": "", "code.py": "x = 1\n"})
+    (tmp_path / "code.py").write_text("x = 2\n")
+    monkeypatch.chdir(tmp_path / "sub")
+    assert provenance(OmegaConf.create({"paths": {"results_dir": "results"}}))["git_dirty"] is True

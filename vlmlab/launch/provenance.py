@@ -50,7 +50,7 @@ def provenance(cfg: DictConfig | None = None) -> dict:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             versions[name] = None
-    status = _git("status", "--porcelain", "--untracked-files=no", "--", ".", *_outside_the_code(cfg))
+    status = _git("status", "--porcelain", "--untracked-files=no", "--", ":(top)", *_outside_the_code(cfg))
     import torch  # already imported by the run; here only to name the device it ran on
 
     device = (f"cuda: {torch.cuda.get_device_name(0)}" if torch.cuda.is_available()
