@@ -68,7 +68,6 @@ def test_described_samples_have_the_resized_shapes_without_pixels(tmp_path):
 PEAK = """
 import json, sys
 import datasets
-import pytest
 import torch
 from vlmlab.data.arrow_samples import ArrowSamples, InMemorySamples
 from vlmlab.data.examples import split_examples

@@ -35,10 +35,10 @@ def _outside_the_code(cfg: DictConfig | None) -> list[str]:
     top = _git("rev-parse", "--show-toplevel")
     if not results or top is None:
         return []
-    inside = Path(results).resolve()
-    if not inside.is_relative_to(Path(top).resolve()):
+    inside, checkout = Path(results).resolve(), Path(top).resolve()
+    if not inside.is_relative_to(checkout):
         return []
-    return [f":(exclude,top){inside.relative_to(Path(top).resolve()).as_posix()}"]
+    return [f":(exclude,top){inside.relative_to(checkout).as_posix()}"]
 
 
 def provenance(cfg: DictConfig | None = None) -> dict:
