@@ -229,3 +229,38 @@ def test_a_newer_record_is_left_alone_and_an_altered_one_trained_again(workspace
     assert counted_training == [("mlp", 1)], "the altered record is trained again (from its final checkpoint)"
     assert '"schema_version": 99' in newer.read_text() and "written by a newer vlmlab" in said
     assert json.loads(altered.read_text())["seed"] == 1
+
+
+
+ONLY_MLP = TOY.replace("  pixel_shuffle: [model/connector=pixel_shuffle]\n", "").replace(
+    '  broken: ["optim.optimizer.betas=[2.0,0.9]"]   # passes planning, fails when the optimizer is built\n', "")
+
+
+@pytest.mark.slow  # three trainings and two sweeps' tables: ~75 s
+def test_a_run_another_ablation_finished_is_copied_not_trained_again(workspace, cache_dir, counted_training, capsys):
+    (workspace / "ablations" / "toy.yaml").write_text(ONLY_MLP)
+    # Another question whose control arm is toy's mlp arm under another name.
+    (workspace / "ablations" / "other.yaml").write_text(
+        ONLY_MLP.replace("control: mlp", "control: baseline").replace("  mlp: [", "  baseline: ["))
+    assert sweep(cache_dir) == 0
+    original = records(workspace)
+    # Seed 1 of toy is tampered with: its config no longer hashes to its run_id, so it proves nothing.
+    tampered = original[("mlp", 1)]["_path"]
+    tampered.write_text(tampered.read_text().replace('"max_steps": 3', '"max_steps": 4'))
+    counted_training.clear()
+    capsys.readouterr()
+    assert main(["sweep", "other", f"paths.cache_dir={cache_dir}"]) == 0
+    assert counted_training == [("baseline", 1)]
+    source = original[("mlp", 0)]["_path"]
+    copy = workspace / "results" / "runs" / "other" / "baseline" / source.name
+    record, first = json.loads(copy.read_text()), json.loads(source.read_text())
+    assert record["ablation"] == {"name": "other", "arm": "baseline"}
+    assert (record["config"]["ablation"]["name"], record["config"]["ablation"]["arm"]) == ("other", "baseline")
+    assert {k: record[k] for k in ("metrics", "cost", "provenance", "seed")} == \
+        {k: first[k] for k in ("metrics", "cost", "provenance", "seed")}
+    for suffix in (".metrics.csv", ".predictions.jsonl"):
+        assert copy.with_suffix(suffix).read_bytes() == source.with_suffix(suffix).read_bytes()
+    said = "".join(capsys.readouterr())
+    assert "trained already as toy/mlp; record copied" in said
+    table = (workspace / "results" / "tables" / "other.md").read_text()
+    assert "| baseline (control) |" in table and "missing" not in table

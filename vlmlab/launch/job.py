@@ -34,6 +34,7 @@ from vlmlab.run_record import SCHEMA_VERSION, ArmLabel, Provenance, RunError, Ru
 from vlmlab.sweep.identity import run_id
 from vlmlab.launch.lock import RunLock, lock_path
 from vlmlab.launch.provenance import provenance
+from vlmlab.launch.reuse import copy_finished_run, finished_elsewhere
 from vlmlab.launch.ranks import LOCK_HELD, processes_to_start, start_ranks
 from vlmlab.train.checkpoints import remove_checkpoints
 from vlmlab.train.interrupt import RunInterrupted, stop_on_signals
@@ -79,12 +80,28 @@ def run_job(cfg: DictConfig) -> str:
         if is_done(results, axis, arm, rid, seed=seed):  # finished by another sweep since this one planned it
             log.info("%s: done already, skipped", label)
             return "skipped"
+        if _copied_from_another_axis(cfg, results, rid, label):
+            return "skipped"
         log.info("%s: training, %s", label, _progress(results, axis))
         if (count := processes_to_start(cfg)) > 0:
             return _train_in_processes(cfg, count, rid, run_dir, lock, label)
         return _train_and_record(cfg, rid, run_dir, lock, label)
     finally:
         lock.release()
+
+
+def _copied_from_another_axis(cfg: DictConfig, results: Path, rid: str, label: str) -> bool:
+    """Whether another ablation's sweep finished this very run and its record is now copied here
+    (vlmlab.launch.reuse); a copy that cannot be written is reported and the run trains."""
+    found = finished_elsewhere(results, cfg.ablation.name, rid, cfg.seed)
+    if found is None:
+        return False
+    try:
+        copy_finished_run(results, *found, ablation=portable_config(cfg)["ablation"])
+    except (OSError, RecordError) as err:
+        log.warning("%s: could not copy the record of %s (%s); training it", label, found[0], err)
+        return False
+    return True
 
 
 def _train_in_processes(cfg: DictConfig, count: int, rid: str, run_dir: Path, lock: RunLock, label: str) -> str:
