@@ -41,14 +41,19 @@ def finished_elsewhere(results_dir: Path, axis: str, rid: str, seed: Any) -> tup
 
 def copy_finished_run(results_dir: Path, source: Path, record: RunRecord, ablation: dict[str, Any]) -> Path:
     """Write `record` (read from `source`) as the run of the ablation node `ablation` (name, arm, command...):
-    the files beside it first, the record last, so no answers sit beside a missing record."""
+    the files beside it first, the record last; if any write fails, the files already written go again."""
     label = ArmLabel(ablation["name"], ablation["arm"])
     copy = dataclasses.replace(record, ablation=label, config=record.config | {"ablation": ablation})
-    target = record_path(results_dir, label.name, label.arm, record.run_id)
-    for suffix, sibling in sibling_paths(source).items():
-        if sibling.exists():
-            atomic_write_bytes(sibling_paths(target)[suffix], sibling.read_bytes())  # as written: CSV ends lines in \r\n
-    path = write_record(results_dir, copy)
+    targets = sibling_paths(record_path(results_dir, label.name, label.arm, record.run_id))
+    try:
+        for suffix, sibling in sibling_paths(source).items():
+            if sibling.exists():
+                atomic_write_bytes(targets[suffix], sibling.read_bytes())  # as written: CSV ends lines in \r\n
+        path = write_record(results_dir, copy)
+    except (OSError, RecordError):
+        for target in targets.values():  # no orphan beside a record that was not written
+            target.unlink(missing_ok=True)
+        raise
     log.info("%s/%s seed %s (%s): trained already as %s; record copied, not trained again",
              label.name, label.arm, record.seed, record.run_id,
              f"{record.ablation.name}/{record.ablation.arm}")
