@@ -254,7 +254,6 @@ def test_provenance_footer_counts_code_packages_device_data_and_commands() -> No
     assert provenance_lines([runs[-1]]) == []
 
 
-
 def _committed_repo(root: Path, files: dict[str, str]) -> None:
     """A git repository at `root` with `files` committed."""
     for name, text in files.items():

@@ -26,6 +26,10 @@ arms:
   broken: ["optim.optimizer.betas=[2.0,0.9]"]   # passes planning, fails when the optimizer is built
 """
 
+# TOY with its control arm alone.
+ONLY_MLP = TOY.replace("  pixel_shuffle: [model/connector=pixel_shuffle]\n", "").replace(
+    '  broken: ["optim.optimizer.betas=[2.0,0.9]"]   # passes planning, fails when the optimizer is built\n', "")
+
 
 @pytest.fixture
 def workspace(checkout, cache_dir):
@@ -214,9 +218,7 @@ def test_an_unreachable_wandb_server_means_offline_not_a_failed_sweep(workspace,
 
 
 def test_a_newer_record_is_left_alone_and_an_altered_one_trained_again(workspace, cache_dir, counted_training, capsys):
-    (workspace / "ablations" / "toy.yaml").write_text(TOY.replace(
-        "  pixel_shuffle: [model/connector=pixel_shuffle]\n", "").replace(
-        '  broken: ["optim.optimizer.betas=[2.0,0.9]"]   # passes planning, fails when the optimizer is built\n', ""))
+    (workspace / "ablations" / "toy.yaml").write_text(ONLY_MLP)
     assert sweep(cache_dir) == 0
     found = records(workspace)
     newer, altered = found[("mlp", 0)]["_path"], found[("mlp", 1)]["_path"]
@@ -231,9 +233,6 @@ def test_a_newer_record_is_left_alone_and_an_altered_one_trained_again(workspace
     assert json.loads(altered.read_text())["seed"] == 1
 
 
-
-ONLY_MLP = TOY.replace("  pixel_shuffle: [model/connector=pixel_shuffle]\n", "").replace(
-    '  broken: ["optim.optimizer.betas=[2.0,0.9]"]   # passes planning, fails when the optimizer is built\n', "")
 
 
 @pytest.mark.slow  # three trainings and two sweeps' tables: ~75 s

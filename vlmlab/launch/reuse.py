@@ -54,7 +54,6 @@ def copy_finished_run(results_dir: Path, source: Path, record: RunRecord, ablati
         for target in targets.values():  # no orphan beside a record that was not written
             target.unlink(missing_ok=True)
         raise
-    log.info("%s/%s seed %s (%s): trained already as %s; record copied, not trained again",
-             label.name, label.arm, record.seed, record.run_id,
-             f"{record.ablation.name}/{record.ablation.arm}")
+    log.info("%s/%s seed %s (%s): trained already as %s/%s; record copied, not trained again",
+             label.name, label.arm, record.seed, record.run_id, record.ablation.name, record.arm)
     return path
