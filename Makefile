@@ -10,6 +10,9 @@ TORCH ?= torch==2.13.0
 AXIS ?= connector
 # Hydra overrides for every run, e.g. ARGS="hydra/launcher=slurm trainer=ddp" (README: On a SLURM cluster).
 ARGS ?=
+# Processes for `make test` (pytest-xdist; a test module stays in one, so its fixtures are built once), each on one
+# thread (README, "Measured on this machine", for the time on 2 cores). TEST_WORKERS=0 runs it in this process.
+TEST_WORKERS ?= auto
 # Trials per arm for `make tune`; empty: the ablation file's `tune.trials`, else 6.
 TRIALS ?=
 
@@ -54,7 +57,7 @@ status: install
 	$(BIN)/vlmlab status $(AXIS) $(ARGS)
 
 test: install
-	HF_HUB_OFFLINE=1 WANDB_MODE=offline $(BIN)/python -m pytest -q
+	HF_HUB_OFFLINE=1 WANDB_MODE=offline OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadscope
 
 test-slow: install
 	HF_HUB_OFFLINE=1 WANDB_MODE=offline $(BIN)/python -m pytest -q -m slow
