@@ -19,7 +19,7 @@ from vlmlab.launch.lock import RunLock
 from vlmlab.launch.provenance import provenance
 from vlmlab.models.zoo import QUALITY_FILE, backbone_dir, level_dir, plain, recipe_id
 from vlmlab.pretrain.backbone import Built, Pretraining
-from vlmlab.results.records import atomic_write_text
+from vlmlab.results.records import atomic_write_text, read_record
 from vlmlab.results.zoo_table import ZOO_DIR
 from vlmlab.run_record import ArmLabel, Cost, Provenance, RunRecord
 from vlmlab.train.pipeline import DataPipeline
@@ -57,8 +57,14 @@ def build(recipe: DictConfig, cfg: DictConfig) -> bool:
         built = pretraining.run(home / "work", lambda level: level_dir(zoo_dir, recipe, level),
                                 DataPipeline.of(cfg).tokenizer)
         path = record_file(results_dir, recipe)
-        if not path.is_file():  # a committed record stays: the build is deterministic, only its seconds differ
+        if not path.is_file():
             atomic_write_text(path, _record(recipe, pretraining, built, cfg).to_json())
+        elif differences := _quality_differences(path, built):
+            # A committed record stays: the runs committed beside it were trained on its build. The build is
+            # byte-identical on one machine, not across CPUs (their float kernels differ), so say so where it is not.
+            log.warning("zoo: %s built here is not the build %s records (%s): runs on these weights compare with "
+                        "each other, and only approximately with the committed runs", pretraining.name, path,
+                        "; ".join(differences))
         shutil.rmtree(home / "work", ignore_errors=True)  # resumable state: the build is over
         for quality in built.qualities:
             log.info("zoo: %s step %d: %s %.3f", pretraining.name, quality["step"], quality["metric"],
@@ -79,6 +85,17 @@ def build_needed(configs: Iterable[DictConfig]) -> list[str]:
             if build(recipe, cfg):
                 trained.append(plain(recipe)["name"])
     return trained
+
+
+def _quality_differences(path: Path, built: Built) -> list[str]:
+    """Each level whose quality, built here, is not the one the record at `path` holds."""
+    recorded = read_record(path).metrics
+    differences = []
+    for k, quality in enumerate(built.qualities, start=1):
+        value, before = float(quality["value"]), recorded.get(f"level_{k}/value")
+        if before is None or abs(value - before) > 1e-9:
+            differences.append(f"level {k}: {quality['metric']} {value:.3f} here, {before} recorded")
+    return differences
 
 
 def _record(recipe: DictConfig, pretraining: Pretraining, built: Built, cfg: DictConfig) -> RunRecord:
