@@ -46,27 +46,34 @@ def test_a_backbone_is_built_once_with_a_record_and_a_quality_per_level(make_cfg
     assert not (level_dir(cfg.paths.zoo_dir, cfg.zoo, 1).parent / "work").exists()  # resumable state gone
 
 
-def test_a_rebuild_that_scores_otherwise_keeps_the_committed_record_and_says_so(make_cfg, caplog):
+def test_a_rebuild_that_scores_otherwise_keeps_the_committed_record_and_says_so(make_cfg, tmp_path, caplog):
     """Another CPU builds other bits: a rebuild keeps the committed record (its runs were trained on that build) and
     warns, naming the record and each level that differs."""
-    cfg = make_cfg("+zoo=lm_s", *_at("zoo", LM), *SMALL_SUITE)
+    # A zoo of its own: the session's shared one keeps what other tests built (and expect unbuilt).
+    cfg = make_cfg("+zoo=lm_s", *_at("zoo", LM), *SMALL_SUITE, f"paths.zoo_dir={tmp_path / 'zoo'}")
     build(cfg.zoo, cfg)
     path = record_file(cfg.paths.results_dir, cfg.zoo)
     as_built = json.loads(path.read_text())
     shutil.rmtree(level_dir(cfg.paths.zoo_dir, cfg.zoo, 1).parent)
     with caplog.at_level(logging.WARNING, logger="vlmlab.launch.zoo"):
         assert build(cfg.zoo, cfg)
-    assert not caplog.records, "the same machine builds the same bits: nothing to say"
+    assert not warnings(caplog), "the same machine builds the same bits: nothing to say"
 
     elsewhere = as_built | {"metrics": as_built["metrics"] | {"level_2/value": 1.5}}
     path.write_text(json.dumps(elsewhere))
     shutil.rmtree(level_dir(cfg.paths.zoo_dir, cfg.zoo, 1).parent)
     with caplog.at_level(logging.WARNING, logger="vlmlab.launch.zoo"):
         assert build(cfg.zoo, cfg)
-    [warning] = caplog.records
+    [warning] = warnings(caplog)
     assert str(path) in warning.getMessage() and "level 2" in warning.getMessage()
     assert "level 1" not in warning.getMessage()
     assert json.loads(path.read_text()) == elsewhere, "the committed record is left as it was"
+
+
+def warnings(caplog) -> list[logging.LogRecord]:
+    """The warnings captured (the build's progress lines are INFO)."""
+    return [record for record in caplog.records if record.levelno >= logging.WARNING]
+
 
 def test_a_zoo_lm_trains_on_the_suite_tokenizer_and_its_quality_reaches_the_run_cost(make_cfg, tmp_path):
     overrides = ["model/lm=pt_lm_s", "model.lm.level=1", *_at("model.lm.recipe", LM), *SMALL_SUITE,
