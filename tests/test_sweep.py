@@ -233,8 +233,6 @@ def test_a_newer_record_is_left_alone_and_an_altered_one_trained_again(workspace
     assert json.loads(altered.read_text())["seed"] == 1
 
 
-
-
 @pytest.mark.slow  # three trainings and two sweeps' tables: ~75 s
 def test_a_run_another_ablation_finished_is_copied_not_trained_again(workspace, cache_dir, counted_training, capsys):
     (workspace / "ablations" / "toy.yaml").write_text(ONLY_MLP)

@@ -93,8 +93,10 @@ def _quality_differences(path: Path, built: Built) -> list[str]:
     differences = []
     for k, quality in enumerate(built.qualities, start=1):
         value, before = float(quality["value"]), recorded.get(f"level_{k}/value")
-        if before is None or abs(value - before) > 1e-9:
-            differences.append(f"level {k}: {quality['metric']} {value:.3f} here, {before} recorded")
+        if before is None:
+            differences.append(f"level {k}: {quality['metric']} {value:.3f} here, none recorded")
+        elif abs(value - before) > 1e-9:
+            differences.append(f"level {k}: {quality['metric']} {value:.3f} here, {before:.3f} recorded")
     return differences
 
 
